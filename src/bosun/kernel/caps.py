@@ -1,0 +1,31 @@
+"""Linux capability names and numbers (include/uapi/linux/capability.h)."""
+
+from __future__ import annotations
+
+NAMES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
+NUMBERS = {name: i for i, name in enumerate(NAMES)}
+
+
+def to_mask(names, what: str = "capability") -> int:
+    """Turn a list of CAP_* names into a bit mask; unknown names are an error."""
+    mask = 0
+    for name in names or ():
+        num = NUMBERS.get(name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper())
+        if num is None:
+            raise ValueError(f"unknown {what} {name!r}")
+        mask |= 1 << num
+    return mask
+
+
+def to_names(mask: int) -> list[str]:
+    return [name for i, name in enumerate(NAMES) if mask >> i & 1]

@@ -1,0 +1,5 @@
+import sys
+
+from bosun.runtime.cli import main
+
+sys.exit(main())

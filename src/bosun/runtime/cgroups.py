@@ -1,0 +1,150 @@
+"""Cgroup placement: create the container's cgroup in every hierarchy and join it.
+
+Works on cgroup v1 (one hierarchy per controller), v2 (unified) and hybrid hosts; the
+hierarchies are read from /proc/self/mountinfo at run time. Resource limits, freezing and
+stats build on the `paths` this module records (a later issue).
+"""
+
+from __future__ import annotations
+
+import os
+
+from bosun.runtime.errors import RuntimeErr
+
+UNIFIED = "unified"
+
+
+def hierarchies(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
+    """Map each v1 controller (and "unified" for cgroup2) to its mount point."""
+    found: dict[str, str] = {}
+    with open(mountinfo) as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fields = post.split()
+            if not fields or fields[0] not in ("cgroup", "cgroup2"):
+                continue
+            mnt = pre.split()[4]
+            if fields[0] == "cgroup2":
+                found.setdefault(UNIFIED, mnt)
+                continue
+            for opt in fields[2].split(","):
+                if opt in ("rw", "ro") or "=" in opt and not opt.startswith("name="):
+                    continue
+                found.setdefault(opt, mnt)
+    return found
+
+
+def own_cgroups(pid: str = "self") -> dict[str, str]:
+    """The cgroup path of a process in each hierarchy, from /proc/<pid>/cgroup."""
+    out = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if not ctrls:
+                out[UNIFIED] = path
+            for c in ctrls.split(","):
+                out[c] = path
+    return out
+
+
+def resolve(cgroups_path: str, cid: str) -> dict[str, str]:
+    """Directory of the container's cgroup in each mounted hierarchy."""
+    if cgroups_path and ":" in cgroups_path and not cgroups_path.startswith("/"):
+        raise RuntimeErr(f"cgroupsPath {cgroups_path!r} is systemd's slice:prefix:name form, "
+                         "and the systemd cgroup driver is not supported")
+    path = cgroups_path or "/" + cid
+    mounts = hierarchies()
+    own = own_cgroups() if not path.startswith("/") else {}
+    dirs = {}
+    for ctrl, mnt in mounts.items():
+        if ctrl.startswith("name=") and ctrl != "name=systemd":
+            continue
+        base = own.get(ctrl, "/") if own else "/"
+        full = os.path.normpath(os.path.join(mnt, base.lstrip("/"), path.lstrip("/")))
+        if not (full + "/").startswith(mnt.rstrip("/") + "/"):
+            raise RuntimeErr(f"cgroupsPath {cgroups_path!r} escapes the cgroup hierarchy")
+        dirs[ctrl] = full
+    return dirs
+
+
+def join(pid: int, dirs: dict[str, str]) -> None:
+    """Create each cgroup directory (with parents) and move pid into it."""
+    done = set()
+    for ctrl, d in dirs.items():
+        if d in done:  # co-mounted controllers share one directory
+            continue
+        done.add(d)
+        os.makedirs(d, exist_ok=True)
+        if ctrl == "cpuset":
+            _inherit_cpuset(d)
+        with open(os.path.join(d, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+
+def _inherit_cpuset(d: str) -> None:
+    """v1 cpuset cgroups start empty and refuse tasks until cpus and mems are copied down."""
+    for key in ("cpuset.cpus", "cpuset.mems"):
+        p = os.path.join(d, key)
+        with open(p) as f:
+            if f.read().strip():
+                continue
+        parent = os.path.dirname(d)
+        _inherit_cpuset(parent) if parent != d else None
+        with open(os.path.join(parent, key)) as f:
+            value = f.read().strip()
+        with open(p, "w") as f:
+            f.write(value)
+
+
+def pids(dirs: dict[str, str]) -> list[int]:
+    """Every process in the container's cgroup, sub-cgroups included."""
+    d = dirs.get("pids") or dirs.get("memory") or dirs.get(UNIFIED) or next(iter(dirs.values()), None)
+    if not d or not os.path.isdir(d):
+        return []
+    out = []
+    for dirpath, _, _ in os.walk(d):
+        try:
+            with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                out.extend(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def is_frozen(dirs: dict[str, str]) -> bool:
+    d = dirs.get("freezer")
+    try:
+        if d:
+            with open(os.path.join(d, "freezer.state")) as f:
+                return f.read().strip() == "FROZEN"
+        if dirs.get(UNIFIED) and list(dirs) == [UNIFIED]:
+            with open(os.path.join(dirs[UNIFIED], "cgroup.freeze")) as f:
+                return f.read().strip() == "1"
+    except OSError:
+        pass
+    return False
+
+
+def remove(dirs: dict[str, str]) -> None:
+    """Remove the cgroups, sub-cgroups first. Empty cgroups only: callers kill first."""
+    for d in set(dirs.values()):
+        if not os.path.isdir(d):
+            continue
+        for dirpath, _, _ in sorted(os.walk(d), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(dirpath)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise RuntimeErr(f"cannot remove cgroup {dirpath}: {e.strerror}") from None
+
+
+def thaw(dirs: dict[str, str]) -> None:
+    d = dirs.get("freezer")
+    target, value = (os.path.join(d, "freezer.state"), "THAWED") if d else (
+        os.path.join(dirs.get(UNIFIED, ""), "cgroup.freeze"), "0")
+    try:
+        with open(target, "w") as f:
+            f.write(value)
+    except OSError:
+        pass

@@ -1,0 +1,159 @@
+"""create: build the container and leave its init blocked before exec (OCI `create`).
+
+On any failure everything is undone: the init is killed, the cgroup and state dir removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+from bosun.runtime import cgroups, hooks, spec
+from bosun.runtime.errors import RuntimeErr
+from bosun.runtime.state import FIFO, Container, atomic_write, now_rfc3339, proc_start_time, valid_id
+
+
+def create(root: str, cid: str, bundle: str, *, console_socket: str | None = None,
+           console=None, pid_file: str | None = None, no_pivot: bool = False,
+           preserve_fds: int = 0, log=None, config: dict | None = None) -> Container:
+    """Create container `cid` from `bundle`. `console` may be a connected socket (used by
+    `run` to receive the pty master itself) instead of a `console_socket` path."""
+    valid_id(cid)
+    bundle = os.path.abspath(bundle)
+    if config is None:
+        config = spec.load(bundle)
+    process = config.get("process")
+    if process is None:
+        raise RuntimeErr("config.json has no process: nothing to create")
+    linux = config.get("linux") or {}
+    if "mount" not in spec.namespace_types(linux):
+        raise RuntimeErr("a mount namespace is required to set up the root filesystem")
+    if process.get("terminal") and console is None and console_socket is None:
+        raise RuntimeErr("process.terminal is set: a --console-socket is required")
+    if not process.get("terminal") and console_socket:
+        raise RuntimeErr("--console-socket given but process.terminal is false")
+
+    os.makedirs(root, 0o711, exist_ok=True)
+    cdir = Container.dir_for(root, cid)
+    try:
+        os.mkdir(cdir, 0o711)
+    except FileExistsError:
+        raise RuntimeErr(f"container {cid!r} already exists") from None
+
+    from bosun.runtime.channel import Channel, connect_console
+    from bosun.runtime.init import InitContext, stage1
+
+    cg_dirs: dict = {}
+    stage1_pid = init_pid = 0
+    parent = child = dirfd = None
+    try:
+        os.mkfifo(os.path.join(cdir, FIFO), 0o622)
+        dirfd = os.open(cdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        cg_dirs = cgroups.resolve(linux.get("cgroupsPath") or "", cid)
+        if console_socket:
+            console = connect_console(console_socket)
+        extra_env = _listen_fds_env()
+        if extra_env:
+            preserve_fds = max(preserve_fds, int(extra_env["LISTEN_FDS"]))
+        parent, child = Channel.pair()
+        ctx = InitContext(config, child, state_dir_fd=dirfd, console=console,
+                          no_pivot=no_pivot, preserve_fds=preserve_fds,
+                          cgroup_dirs=cg_dirs, extra_env=extra_env)
+        stage1_pid = os.fork()
+        if stage1_pid == 0:
+            parent.close()
+            stage1(ctx)  # never returns
+        child.close()
+        if console is not None and console_socket:
+            console.close()
+        cgroups.join(stage1_pid, cg_dirs)
+        parent.send("go")
+        state = {"ociVersion": config["ociVersion"], "id": cid, "status": "creating",
+                 "pid": 0, "bundle": bundle}
+        if config.get("annotations"):
+            state["annotations"] = config["annotations"]
+        while True:
+            msg = parent.recv("userns", "pid", "hooks", "ready")
+            if msg["t"] == "userns":
+                from bosun.runtime.nsenter import write_id_maps
+
+                write_id_maps(stage1_pid, linux)
+                parent.send("mapped")
+            elif msg["t"] == "pid":
+                init_pid = msg["pid"]
+                state["pid"] = init_pid
+                _reap(stage1_pid)
+                stage1_pid = 0
+            elif msg["t"] == "hooks":
+                hooks.run(config, "", state, kinds=("prestart", "createRuntime",
+                                                    "createContainer"))
+                parent.send("hooks-done")
+            else:
+                break
+        record = {"pid": init_pid, "pid_start": proc_start_time(init_pid), "bundle": bundle,
+                  "created": now_rfc3339(), "config": config, "cgroups": cg_dirs}
+        c = Container(root, cid, record)
+        c.save()
+        if pid_file:
+            atomic_write(os.path.abspath(pid_file), str(init_pid).encode(), 0o644)
+        return c
+    except BaseException as e:
+        for pid in (init_pid, stage1_pid):
+            if pid:
+                _kill(pid)
+        try:
+            destroy(cg_dirs, cdir)
+        except RuntimeErr:
+            pass
+        if isinstance(e, EOFError):
+            raise RuntimeErr("container init exited during setup") from None
+        raise
+    finally:
+        for obj in (parent, console if console_socket else None):
+            if obj is not None:
+                obj.close()
+        if dirfd is not None:
+            os.close(dirfd)
+
+
+def _listen_fds_env() -> dict:
+    """systemd socket activation: pass LISTEN_FDS on, with the container's init as LISTEN_PID."""
+    n = os.environ.get("LISTEN_FDS")
+    if not n or not n.isdigit() or int(n) == 0:
+        return {}
+    return {"LISTEN_FDS": n, "LISTEN_PID": "1"}
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        return
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # not our child (reparented elsewhere): the kill is enough
+
+
+def destroy(cg_dirs: dict, cdir: str) -> None:
+    """Remove the cgroup (killing stragglers) and the state dir."""
+    for attempt in range(200):
+        left = cgroups.pids(cg_dirs)
+        for pid in left:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        try:
+            cgroups.remove(cg_dirs)
+            break
+        except RuntimeErr:
+            if attempt == 199:
+                raise
+            time.sleep(0.005)
+    shutil.rmtree(cdir, ignore_errors=True)

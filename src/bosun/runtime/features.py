@@ -1,0 +1,37 @@
+"""features: what this runtime supports, in the shape of `runc features`."""
+
+from __future__ import annotations
+
+import os
+
+from bosun.kernel import caps
+from bosun.runtime import spec
+from bosun.runtime.rootfs import PROPAGATION, _FLAGS
+
+
+def features() -> dict:
+    from bosun.runtime import cgroups
+
+    hier = cgroups.hierarchies()
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": spec.OCI_VERSION,
+        "hooks": list(spec.HOOK_KINDS),
+        "mountOptions": sorted(set(_FLAGS) | set(PROPAGATION)),
+        "linux": {
+            "namespaces": list(spec.NAMESPACES),
+            "capabilities": list(caps.NAMES),
+            "cgroup": {"v1": any(k != cgroups.UNIFIED for k in hier),
+                       "v2": cgroups.UNIFIED in hier, "systemd": False, "systemdUser": False,
+                       "rdma": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": {
+            "org.opencontainers.runc.checkpoint.enabled": "false",
+            "io.github.bosun.runtime.python": ".".join(map(str, os.sys.version_info[:3])),
+        },
+    }

@@ -1,0 +1,167 @@
+"""The last steps before execve: rlimits, user, capabilities, no_new_privs, cwd, fds.
+
+Shared by the container's init and by `exec`; runs in the target namespaces, as root, and
+leaves the process exactly as process.json describes it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from bosun import kernel as K
+from bosun.kernel import caps
+from bosun.runtime.errors import RuntimeErr
+from bosun.runtime.spec import RLIMITS
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def env_dict(env) -> dict[str, str]:
+    out = {}
+    for e in env or ():
+        k, sep, v = e.partition("=")
+        if k:
+            out[k] = v
+    return out
+
+
+def set_rlimits(process: dict) -> None:
+    import resource
+
+    for rl in process.get("rlimits") or ():
+        kind = RLIMITS[rl["type"]]
+        try:
+            resource.setrlimit(kind, (rl["soft"], rl["hard"]))
+        except (ValueError, OSError):
+            cur = resource.getrlimit(kind)
+            raise RuntimeErr(
+                f"cannot set {rl['type']} to soft={rl['soft']} hard={rl['hard']}: the current "
+                f"hard limit is {cur[1]} and raising it needs CAP_SYS_RESOURCE") from None
+
+
+def set_oom_score_adj(process: dict) -> None:
+    adj = process.get("oomScoreAdj")
+    if adj is None:
+        return
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(adj))
+    except OSError as e:
+        raise RuntimeErr(f"cannot set oomScoreAdj {adj}: {e.strerror} "
+                         "(lowering it needs CAP_SYS_RESOURCE)") from None
+
+
+def lookup_executable(arg0: str, env: dict) -> str:
+    """Resolve args[0] against the container's PATH, as execvp would, inside the container."""
+    if "/" in arg0:
+        candidates = [arg0]
+    else:
+        candidates = [os.path.join(d or ".", arg0)
+                      for d in env.get("PATH", DEFAULT_PATH).split(":")]
+    denied = None
+    for c in candidates:
+        try:
+            st = os.stat(c)
+        except OSError:
+            continue
+        if not (st.st_mode & 0o170000 == 0o100000):
+            continue
+        if os.access(c, os.X_OK, effective_ids=True):
+            return c
+        denied = c
+    if denied:
+        raise RuntimeErr(f"exec: {arg0!r}: permission denied")
+    where = "no such file or directory" if "/" in arg0 else "executable file not found in $PATH"
+    raise RuntimeErr(f"exec: {arg0!r}: {where}")
+
+
+def home_for(uid: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def set_user_and_caps(process: dict, kernel: K.Kernel = K.LINUX) -> None:
+    """Bounding set, then setuid (keeping caps), then the other four sets, as runc does."""
+    k = kernel
+    cfg = process.get("capabilities")
+    if cfg is not None:
+        bounding = caps.to_mask(cfg.get("bounding"))
+        for cap in range(K.last_cap() + 1):
+            if not bounding >> cap & 1:
+                try:
+                    k.prctl(K.PR_CAPBSET_DROP, cap)
+                except OSError:
+                    pass  # the kernel does not know this capability
+    user = process.get("user") or {}
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    k.prctl(K.PR_SET_KEEPCAPS, 1)
+    groups = user.get("additionalGids") or []
+    if groups or _setgroups_allowed():
+        os.setgroups(groups)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    k.prctl(K.PR_SET_KEEPCAPS, 0)
+    if cfg is not None:
+        k.capset(caps.to_mask(cfg.get("effective")), caps.to_mask(cfg.get("permitted")),
+                 caps.to_mask(cfg.get("inheritable")))
+        k.prctl(K.PR_CAP_AMBIENT, K.PR_CAP_AMBIENT_CLEAR_ALL)
+        for name in cfg.get("ambient") or ():
+            try:
+                k.prctl(K.PR_CAP_AMBIENT, K.PR_CAP_AMBIENT_RAISE, caps.NUMBERS[name])
+            except OSError:
+                pass  # runc ignores ambient caps that are not also permitted and inheritable
+
+
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() != "deny"
+    except OSError:
+        return True
+
+
+def enter_cwd(cwd: str) -> None:
+    """chdir, then prove the result is inside our root (CVE-2024-21626: a cwd through a
+    leaked fd or /proc/self/fd would otherwise land the process on the host)."""
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise RuntimeErr(f"cannot chdir to {cwd}: {e.strerror}") from None
+    here = os.getcwd()
+    if not here.startswith("/"):
+        raise RuntimeErr(f"cwd {cwd} is outside the container root")
+
+
+def cloexec_from(first: int) -> None:
+    """Mark every fd >= first close-on-exec, so no host fd outlives execve (fds that bosun
+    itself opens already are). The fds below first are passed on, inheritable."""
+    import fcntl
+
+    try:
+        fds = [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = range(first, 1024)
+    for fd in fds:
+        if fd >= first:
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+            except OSError:
+                pass
+    for fd in range(3, first):
+        os.set_inheritable(fd, True)
+
+
+def container_env(process: dict, extra: dict | None = None) -> dict[str, str]:
+    env = env_dict(process.get("env"))
+    if extra:
+        env.update(extra)
+    if "PATH" not in env:
+        env["PATH"] = DEFAULT_PATH
+    return env

@@ -1,0 +1,150 @@
+"""A container's on-disk record under the runtime root, and its live status.
+
+Layout: <root>/<id>/state.json (written atomically) and <root>/<id>/exec.fifo (exists from
+create until start). The status is never stored: it is derived from the kernel each time
+(is the init alive, with the same start time, and is it still blocked on the fifo?).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from bosun.runtime.errors import NotFound, RuntimeErr
+
+DEFAULT_ROOT = "/run/bosun-runtime"
+STATE_FILE = "state.json"
+FIFO = "exec.fifo"
+
+CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
+
+
+def valid_id(cid: str) -> None:
+    ok = cid not in ("", ".", "..") and len(cid) <= 1024 and all(
+        c.isascii() and (c.isalnum() or c in "_+-.") for c in cid)
+    if not ok:
+        raise RuntimeErr(f"invalid container id {cid!r}: use letters, digits, '_+-.'")
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Write a file so that readers see the old content or the new, never a torn mix."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks); None if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+class Container:
+    """One container's record. Cheap to construct: loading reads one small JSON file."""
+
+    def __init__(self, root: str, cid: str, record: dict):
+        self.root = root
+        self.id = cid
+        self.record = record
+
+    # -- locations -------------------------------------------------------------------------
+    @staticmethod
+    def dir_for(root: str, cid: str) -> str:
+        return os.path.join(root, cid)
+
+    @property
+    def dir(self) -> str:
+        return self.dir_for(self.root, self.id)
+
+    @property
+    def fifo(self) -> str:
+        return os.path.join(self.dir, FIFO)
+
+    @property
+    def config(self) -> dict:
+        return self.record["config"]
+
+    @property
+    def pid(self) -> int:
+        return self.record.get("pid", 0)
+
+    # -- persistence -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, root: str, cid: str) -> "Container":
+        valid_id(cid)
+        try:
+            with open(os.path.join(cls.dir_for(root, cid), STATE_FILE), "rb") as f:
+                record = json.loads(f.read())
+        except FileNotFoundError:
+            raise NotFound(f"container {cid!r} does not exist") from None
+        except ValueError:
+            raise RuntimeErr(f"state of container {cid!r} is corrupt") from None
+        return cls(root, cid, record)
+
+    def save(self) -> None:
+        atomic_write(os.path.join(self.dir, STATE_FILE), json.dumps(self.record).encode())
+
+    @staticmethod
+    def ids(root: str) -> list[str]:
+        try:
+            names = os.listdir(root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names
+                      if os.path.isfile(os.path.join(root, n, STATE_FILE)))
+
+    # -- live status ---------------------------------------------------------------------------
+    def init_alive(self) -> bool:
+        pid = self.pid
+        return bool(pid) and proc_start_time(pid) == self.record.get("pid_start")
+
+    def status(self) -> str:
+        if not self.init_alive():
+            return STOPPED
+        if os.path.exists(self.fifo):
+            return CREATED
+        from bosun.runtime import cgroups
+
+        if cgroups.is_frozen(self.record.get("cgroups") or {}):
+            return PAUSED
+        return RUNNING
+
+    def oci_state(self) -> dict:
+        status = self.status()
+        state = {
+            "ociVersion": self.config.get("ociVersion", ""),
+            "id": self.id,
+            "status": status,
+            "pid": self.pid if status != STOPPED else 0,
+            "bundle": self.record["bundle"],
+            "rootfs": self.config["root"]["path"],
+            "created": self.record["created"],
+            "owner": "",
+        }
+        annotations = self.config.get("annotations")
+        if annotations:
+            state["annotations"] = annotations
+        return state
+
+
+def now_rfc3339() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
