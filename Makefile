@@ -1,0 +1,39 @@
+# bosun — two commands on a fresh Debian 12 machine, as root: `make demo`, `make test`.
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEB_PACKAGES := python3-venv busybox-static runc docker.io skopeo umoci procps iproute2 hyperfine
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test unit integration bench clean
+
+$(STAMP): pyproject.toml
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m bosun.demo
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/integration
+
+unit: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+integration: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration
+
+bench: install
+	$(PY) bench/runtime.py
+
+clean:
+	rm -rf $(VENV) .cache

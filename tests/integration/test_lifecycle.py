@@ -1,0 +1,87 @@
+"""The OCI lifecycle through the runc-compatible CLI: create, start, state, kill, delete."""
+
+import json
+import time
+
+import pytest
+
+
+def wait_status(rt, cid, want, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = rt.state(cid)["status"]
+        if s == want:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{cid} never reached {want}: {rt.state(cid)}")
+
+
+def test_run_foreground_prints_and_returns_status(rt, bundles):
+    b = bundles.make(["sh", "-c", "echo hello from $(hostname); exit 7"])
+    p = rt("run", "--bundle", b, "c1", check=False)
+    assert p.stdout == "hello from bosun\n"
+    assert p.returncode == 7
+    assert rt("list", "-q").stdout == ""
+
+
+def test_create_start_state_delete(rt, bundles, tmp_path):
+    b = bundles.make(["sleep", "1000"])
+    pidfile = tmp_path / "pid"
+    rt("create", "--bundle", b, "--pid-file", pidfile, "c2")
+    st = rt.state("c2")
+    assert st["status"] == "created"
+    assert st["pid"] == int(pidfile.read_text())
+    assert st["id"] == "c2" and st["bundle"] == str(b)
+    rt("start", "c2")
+    assert rt.state("c2")["status"] == "running"
+    # running containers can't be started again or deleted without --force
+    assert rt("start", "c2", check=False).returncode != 0
+    p = rt("delete", "c2", check=False)
+    assert p.returncode != 0 and "force" in p.stderr
+    rt("kill", "c2", "KILL")
+    wait_status(rt, "c2", "stopped")
+    rt("delete", "c2")
+    assert rt("state", "c2", check=False).returncode != 0
+
+
+def test_list_formats(rt, bundles):
+    b = bundles.make(["sleep", "1000"])
+    rt("create", "--bundle", b, "l1")
+    assert rt("list", "-q").stdout.split() == ["l1"]
+    rows = json.loads(rt("list", "--format", "json").stdout)
+    assert [r["id"] for r in rows] == ["l1"] and rows[0]["status"] == "created"
+    table = rt("list").stdout.splitlines()
+    assert table[0].split()[:3] == ["ID", "PID", "STATUS"] and "l1" in table[1]
+    rt("delete", "l1")  # a created container may be deleted without --force
+
+
+def _start_foreground(rt, bundles, script, cid):
+    import subprocess
+
+    b = bundles.make(["sh", "-c", script])
+    p = subprocess.Popen(rt.cmd("run", "--bundle", b, cid))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = rt("state", cid, check=False)
+        if r.returncode == 0 and json.loads(r.stdout)["status"] == "running":
+            return p
+        time.sleep(0.02)
+    p.kill()
+    raise AssertionError("container never ran")
+
+
+@pytest.mark.parametrize("sig", ["KILL", "SIGKILL", "9"])
+def test_run_killed_by_signal_exits_128_plus_n(rt, bundles, sig):
+    p = _start_foreground(rt, bundles, "sleep 1000", "k1")
+    rt("kill", "k1", sig)
+    assert p.wait(10) == 128 + 9
+
+
+def test_run_forwards_signals_to_the_container(rt, bundles):
+    import signal
+
+    p = _start_foreground(rt, bundles,
+                          "trap 'echo got; exit 42' USR1; while :; do sleep 0.05; done", "f1")
+    time.sleep(0.3)  # let sh install its trap
+    p.send_signal(signal.SIGUSR1)
+    assert p.wait(10) == 42
