@@ -142,3 +142,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(skip)
+
+
+@pytest.fixture
+def cid(request) -> str:
+    """A container id unique across concurrently running tests (cgroups default to /<id>)."""
+    return f"t{uuid.uuid4().hex[:10]}"

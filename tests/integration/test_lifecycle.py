@@ -16,43 +16,43 @@ def wait_status(rt, cid, want, timeout=10):
     raise AssertionError(f"{cid} never reached {want}: {rt.state(cid)}")
 
 
-def test_run_foreground_prints_and_returns_status(rt, bundles):
+def test_run_foreground_prints_and_returns_status(rt, bundles, cid):
     b = bundles.make(["sh", "-c", "echo hello from $(hostname); exit 7"])
-    p = rt("run", "--bundle", b, "c1", check=False)
+    p = rt("run", "--bundle", b, cid, check=False)
     assert p.stdout == "hello from bosun\n"
     assert p.returncode == 7
     assert rt("list", "-q").stdout == ""
 
 
-def test_create_start_state_delete(rt, bundles, tmp_path):
+def test_create_start_state_delete(rt, bundles, tmp_path, cid):
     b = bundles.make(["sleep", "1000"])
     pidfile = tmp_path / "pid"
-    rt("create", "--bundle", b, "--pid-file", pidfile, "c2")
-    st = rt.state("c2")
+    rt("create", "--bundle", b, "--pid-file", pidfile, cid)
+    st = rt.state(cid)
     assert st["status"] == "created"
     assert st["pid"] == int(pidfile.read_text())
-    assert st["id"] == "c2" and st["bundle"] == str(b)
-    rt("start", "c2")
-    assert rt.state("c2")["status"] == "running"
+    assert st["id"] == cid and st["bundle"] == str(b)
+    rt("start", cid)
+    assert rt.state(cid)["status"] == "running"
     # running containers can't be started again or deleted without --force
-    assert rt("start", "c2", check=False).returncode != 0
-    p = rt("delete", "c2", check=False)
+    assert rt("start", cid, check=False).returncode != 0
+    p = rt("delete", cid, check=False)
     assert p.returncode != 0 and "force" in p.stderr
-    rt("kill", "c2", "KILL")
-    wait_status(rt, "c2", "stopped")
-    rt("delete", "c2")
-    assert rt("state", "c2", check=False).returncode != 0
+    rt("kill", cid, "KILL")
+    wait_status(rt, cid, "stopped")
+    rt("delete", cid)
+    assert rt("state", cid, check=False).returncode != 0
 
 
-def test_list_formats(rt, bundles):
+def test_list_formats(rt, bundles, cid):
     b = bundles.make(["sleep", "1000"])
-    rt("create", "--bundle", b, "l1")
-    assert rt("list", "-q").stdout.split() == ["l1"]
+    rt("create", "--bundle", b, cid)
+    assert rt("list", "-q").stdout.split() == [cid]
     rows = json.loads(rt("list", "--format", "json").stdout)
-    assert [r["id"] for r in rows] == ["l1"] and rows[0]["status"] == "created"
+    assert [r["id"] for r in rows] == [cid] and rows[0]["status"] == "created"
     table = rt("list").stdout.splitlines()
-    assert table[0].split()[:3] == ["ID", "PID", "STATUS"] and "l1" in table[1]
-    rt("delete", "l1")  # a created container may be deleted without --force
+    assert table[0].split()[:3] == ["ID", "PID", "STATUS"] and cid in table[1]
+    rt("delete", cid)  # a created container may be deleted without --force
 
 
 def _start_foreground(rt, bundles, script, cid):
@@ -71,17 +71,17 @@ def _start_foreground(rt, bundles, script, cid):
 
 
 @pytest.mark.parametrize("sig", ["KILL", "SIGKILL", "9"])
-def test_run_killed_by_signal_exits_128_plus_n(rt, bundles, sig):
-    p = _start_foreground(rt, bundles, "sleep 1000", "k1")
-    rt("kill", "k1", sig)
+def test_run_killed_by_signal_exits_128_plus_n(rt, bundles, sig, cid):
+    p = _start_foreground(rt, bundles, "sleep 1000", cid)
+    rt("kill", cid, sig)
     assert p.wait(10) == 128 + 9
 
 
-def test_run_forwards_signals_to_the_container(rt, bundles):
+def test_run_forwards_signals_to_the_container(rt, bundles, cid):
     import signal
 
     p = _start_foreground(rt, bundles,
-                          "trap 'echo got; exit 42' USR1; while :; do sleep 0.05; done", "f1")
+                          "trap 'echo got; exit 42' USR1; while :; do sleep 0.05; done", cid)
     time.sleep(0.3)  # let sh install its trap
     p.send_signal(signal.SIGUSR1)
     assert p.wait(10) == 42
