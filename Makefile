@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m bosun.launcher
 	touch $@
 
 install: $(STAMP)

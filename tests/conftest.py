@@ -20,36 +20,11 @@ RUNTIME = [sys.executable, "-m", "bosun.runtime"]
 BIN = Path(sys.executable).parent / "bosun-runtime"
 
 
-def build_busybox_rootfs(dest: Path) -> Path:
-    """A minimal rootfs from Debian's busybox-static: /bin/busybox and its applet links."""
-    if (dest / "bin" / "busybox").exists():
-        return dest
-    busybox = shutil.which("busybox") or "/bin/busybox"
-    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "bin").mkdir(parents=True)
-    shutil.copy2(busybox, tmp / "bin" / "busybox")
-    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
-    for a in applets:
-        if a != "busybox":
-            (tmp / "bin" / a).symlink_to("busybox")
-    for d in ("proc", "sys", "dev", "etc", "tmp", "root", "home/user"):
-        (tmp / d).mkdir(parents=True, exist_ok=True)
-    (tmp / "tmp").chmod(0o1777)
-    (tmp / "etc" / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n"
-        "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-    (tmp / "etc" / "group").write_text("root:x:0:\nuser:x:1000:\ntty:x:5:\n")
-    os.chown(tmp / "home" / "user", 1000, 1000) if os.geteuid() == 0 else None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(tmp, dest)
-    return dest
-
-
 @pytest.fixture(scope="session")
 def busybox_rootfs() -> Path:
-    return build_busybox_rootfs(CACHE / "rootfs" / "busybox")
+    from bosun.demo import build_busybox_rootfs
+
+    return Path(build_busybox_rootfs(str(CACHE / "rootfs" / "busybox")))
 
 
 def base_config() -> dict:

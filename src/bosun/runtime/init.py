@@ -110,7 +110,6 @@ def stage2(ctx: InitContext, userns: bool, cgroupns: bool) -> None:
         ch.send("hooks")            # createRuntime / createContainer run now, before pivot
         ch.recv("hooks-done")
         fs.pivot(ctx.no_pivot)
-        fs.finalize()
         if config.get("hostname"):
             k.sethostname(config["hostname"])
         if config.get("domainname"):
@@ -120,6 +119,9 @@ def stage2(ctx: InitContext, userns: bool, cgroupns: bool) -> None:
                 f.write(str(value))
         if process.get("terminal"):
             setup_console(ctx, fs)
+        # As runc: sysctls (e.g. docker's net.ipv4.ip_unprivileged_port_start) and the console
+        # go in before readonlyPaths make /proc/sys (and readonly roots make /) read-only.
+        fs.finalize()
         exe, env = prepare_process(ctx, process)
         ch.send("ready")
         fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dir_fd)
