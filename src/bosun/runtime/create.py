@@ -6,7 +6,6 @@ On any failure everything is undone: the init is killed, the cgroup and state di
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 from bosun.runtime import cgroups, hooks, spec
@@ -49,6 +48,7 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
     parent = child = dirfd = None
     try:
         os.mkfifo(os.path.join(cdir, FIFO), 0o622)
+        os.chmod(os.path.join(cdir, FIFO), 0o622)  # umask: a non-root init must open it
         dirfd = os.open(cdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         cg_dirs = cgroups.resolve(linux.get("cgroupsPath") or "", cid)
         if console_socket:
@@ -156,4 +156,21 @@ def destroy(cg_dirs: dict, cdir: str) -> None:
             if attempt == 199:
                 raise
             time.sleep(0.005)
-    shutil.rmtree(cdir, ignore_errors=True)
+    remove_state_dir(cdir)
+
+
+def remove_state_dir(cdir: str) -> None:
+    """The state dir holds only flat files (state.json, exec.fifo, temp files)."""
+    try:
+        names = os.listdir(cdir)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(cdir, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(cdir)
+    except FileNotFoundError:
+        pass

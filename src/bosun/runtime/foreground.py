@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` adds enums and start-up time
 import os
-import signal
 
 _NOT_FORWARDED = {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGWINCH,
                   signal.SIGTTIN, signal.SIGTTOU, signal.SIGURG}

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
+from bosun import quickjson
 from bosun.runtime.errors import RuntimeErr
 
 
 def run(config: dict, kind: str, state: dict, kinds: tuple[str, ...] | None = None) -> None:
     """Run every hook of `kind` (and of `kinds`, in order). The first failure raises."""
     hooks = config.get("hooks") or {}
-    payload = json.dumps(state).encode()
+    payload = quickjson.dumps(state).encode()
     for k in kinds or (kind,):
         for i, h in enumerate(hooks.get(k) or ()):
             run_one(h, payload, f"{k} hook #{i} ({h['path']})")
@@ -21,7 +21,7 @@ def run(config: dict, kind: str, state: dict, kinds: tuple[str, ...] | None = No
 def run_warn(config: dict, kind: str, state: dict, log) -> None:
     """poststart/poststop: a failing hook is logged and the rest still run (OCI spec)."""
     hooks = config.get("hooks") or {}
-    payload = json.dumps(state).encode()
+    payload = quickjson.dumps(state).encode()
     for i, h in enumerate(hooks.get(kind) or ()):
         try:
             run_one(h, payload, f"{kind} hook #{i} ({h['path']})")

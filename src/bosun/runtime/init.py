@@ -11,8 +11,8 @@ Nothing here returns: each stage ends in _exit or execve.
 
 from __future__ import annotations
 
+import _signal  # not `signal`: its enums cost start-up time on every container start
 import os
-import signal
 
 from bosun import kernel as K
 from bosun.runtime import nsenter, process as P
@@ -209,7 +209,7 @@ def prepare_process(ctx: InitContext, process: dict) -> tuple[str, dict]:
 
 def exec_process(exe: str, process: dict, env: dict) -> None:
     # Python ignores SIGPIPE and SIGXFSZ; an ignored signal would survive execve.
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(sig, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
     os.execve(exe, process["args"], env)

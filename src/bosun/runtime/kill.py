@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 
 from bosun.runtime import cgroups
 from bosun.runtime.errors import RuntimeErr, StateError
@@ -13,6 +12,8 @@ from bosun.runtime.state import STOPPED, Container
 def parse_signal(sig: str | int) -> int:
     if isinstance(sig, int):
         return sig
+    import signal  # only here: the signal module's enums cost start-up time elsewhere
+
     s = sig.strip().upper()
     if s.isdigit():
         num = int(s)

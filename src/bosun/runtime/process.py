@@ -26,6 +26,8 @@ def env_dict(env) -> dict[str, str]:
 
 
 def set_rlimits(process: dict) -> None:
+    if not process.get("rlimits"):
+        return  # preload() imported resource only if there are rlimits (docker sets none)
     import resource
 
     for rl in process.get("rlimits") or ():

@@ -6,9 +6,9 @@ fields once, and building objects for all of it would only cost start-up time.
 
 from __future__ import annotations
 
-import json
 import os
 
+from bosun import quickjson
 from bosun.kernel import caps
 from bosun.runtime.errors import ConfigError
 
@@ -38,7 +38,7 @@ def load(bundle: str) -> dict:
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
     try:
-        config = json.loads(raw)
+        config = quickjson.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise ConfigError(f"config.json is not valid JSON: {e}") from None
     validate(config, bundle)

@@ -7,10 +7,10 @@ create until start). The status is never stored: it is derived from the kernel e
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
+from bosun import quickjson
 from bosun.runtime.errors import NotFound, RuntimeErr
 
 DEFAULT_ROOT = "/run/bosun-runtime"
@@ -92,7 +92,7 @@ class Container:
         valid_id(cid)
         try:
             with open(os.path.join(cls.dir_for(root, cid), STATE_FILE), "rb") as f:
-                record = json.loads(f.read())
+                record = quickjson.loads(f.read())
         except FileNotFoundError:
             raise NotFound(f"container {cid!r} does not exist") from None
         except ValueError:
@@ -100,7 +100,7 @@ class Container:
         return cls(root, cid, record)
 
     def save(self) -> None:
-        atomic_write(os.path.join(self.dir, STATE_FILE), json.dumps(self.record).encode())
+        atomic_write(os.path.join(self.dir, STATE_FILE), quickjson.dumps(self.record).encode())
 
     @staticmethod
     def ids(root: str) -> list[str]:
