@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         root = g.get("root") or "/run/bosun-runtime"
         return dispatch(cmd, root, opts, args, log)
     except Usage as e:
-        sys.stderr.write(f"bosun-runtime: {e}\n")
+        log.error(str(e))  # to --log too: containerd reports the runtime's last logged error
         return 2
     except RuntimeErr as e:
         log.error(str(e))

@@ -51,6 +51,7 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
         os.chmod(os.path.join(cdir, FIFO), 0o622)  # umask: a non-root init must open it
         dirfd = os.open(cdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         cg_dirs = cgroups.resolve(linux.get("cgroupsPath") or "", cid)
+        cgroups.create(cg_dirs)
         if console_socket:
             console = connect_console(console_socket)
         extra_env = _listen_fds_env()
@@ -67,8 +68,6 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
         child.close()
         if console is not None and console_socket:
             console.close()
-        cgroups.join(stage1_pid, cg_dirs)
-        parent.send("go")
         state = {"ociVersion": config["ociVersion"], "id": cid, "status": "creating",
                  "pid": 0, "bundle": bundle}
         if config.get("annotations"):

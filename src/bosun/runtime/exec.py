@@ -45,6 +45,7 @@ def exec_process(root: str, cid: str, process: dict, *, detach: bool = False,
             ours, console = a.sock, b.sock
         else:
             raise RuntimeErr("--tty with --detach needs a --console-socket")
+    cg_dirs = c.record.get("cgroups") or {}
     config = dict(c.config, process=process)
     preload(config)  # nothing can be imported once inside the container's mount namespace
     parent, child = Channel.pair()
@@ -54,7 +55,7 @@ def exec_process(root: str, cid: str, process: dict, *, detach: bool = False,
         try:
             parent.close()
             K.LINUX.prctl(K.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: hide our /proc/<pid>/exe
-            child.recv("go")
+            cgroups.enter(cg_dirs)  # first: entering the cgroup namespace fixes its root
             nsenter.join(nsenter.open_paths(ns_paths))
             pid2 = os.fork()
             if pid2 == 0:  # stage 2: inside; becomes the process
@@ -73,8 +74,6 @@ def exec_process(root: str, cid: str, process: dict, *, detach: bool = False,
     child.close()
     exec_pid = 0
     try:
-        cgroups.join(pid, c.record.get("cgroups") or {})
-        parent.send("go")
         exec_pid = parent.recv("pid")["pid"]
         os.waitpid(pid, 0)
         pid = 0

@@ -56,7 +56,9 @@ def stage1(ctx: InitContext) -> None:
     ch = ctx.channel
     try:
         ctx.k.prctl(K.PR_SET_DUMPABLE, 0)  # /proc/<pid>/exe stays out of reach (CVE-2019-5736)
-        ch.recv("go")
+        from bosun.runtime import cgroups
+
+        cgroups.enter(ctx.cgroup_dirs)  # before any namespace: the cgroupns roots here
         linux = ctx.config.get("linux") or {}
         paths, new = {}, 0
         for ns in linux.get("namespaces") or ():
@@ -73,6 +75,8 @@ def stage1(ctx: InitContext) -> None:
         elif "user" in paths:
             _become_root()
         ctx.k.unshare(new & ~K.CLONE_NEWUSER)
+        if new & K.CLONE_NEWNET:
+            nsenter.loopback_up()
         if new & K.CLONE_NEWTIME and linux.get("timeOffsets"):
             nsenter.write_time_offsets(linux["timeOffsets"])
         pid = os.fork()

@@ -68,6 +68,18 @@ def write_id_maps(pid: int, linux: dict) -> None:
             raise RuntimeErr(f"cannot write {name} ({data.strip()!r}): {e.strerror}") from None
 
 
+def loopback_up() -> None:
+    """Bring lo up in a new network namespace, as runc does (it starts down)."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifr = fcntl.ioctl(s, 0x8913, struct.pack("16sh22x", b"lo", 0))  # SIOCGIFFLAGS
+        flags = struct.unpack("16sh22x", ifr)[1]
+        fcntl.ioctl(s, 0x8914, struct.pack("16sh22x", b"lo", flags | 1))  # SIOCSIFFLAGS, IFF_UP
+
+
 def write_time_offsets(offsets: dict) -> None:
     lines = []
     for clock in ("monotonic", "boottime"):
