@@ -74,8 +74,10 @@ RESOLVE_IN_ROOT = 0x10
 
 # x86_64 / aarch64 syscall numbers (the only architectures bosun is built for)
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "setns": 308, "openat2": 437},
-    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "setns": 268, "openat2": 437},
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "setns": 308, "openat2": 437,
+               "keyctl": 250},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "setns": 268, "openat2": 437,
+                "keyctl": 219},
 }
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -163,6 +165,11 @@ class Kernel:
             libc.syscall(self._nr["openat2"], dirfd, path.encode(), ctypes.byref(how),
                          ctypes.sizeof(how)),
             f"openat2 {path}", path)
+
+    def join_session_keyring(self, name: str) -> None:
+        """keyctl(KEYCTL_JOIN_SESSION_KEYRING): a fresh session keyring, not the caller's."""
+        self._lib()
+        self._syscall("keyctl", 1, name.encode())
 
     # -- process attributes -------------------------------------------------------------------
     def prctl(self, option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:

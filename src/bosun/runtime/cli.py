@@ -206,7 +206,7 @@ def dispatch(cmd: str, root: str, o: dict, args: list[str], log: Log) -> int:
         create(root, _one_id(args, cmd), o.get("bundle") or ".",
                console_socket=o.get("console-socket"), pid_file=o.get("pid-file"),
                no_pivot=o.get("no-pivot", False), preserve_fds=o.get("preserve-fds", 0),
-               log=log)
+               no_new_keyring=o.get("no-new-keyring", False), log=log)
         return 0
     if cmd == "run":
         from bosun.runtime.run import run
@@ -215,7 +215,7 @@ def dispatch(cmd: str, root: str, o: dict, args: list[str], log: Log) -> int:
                    detach=o.get("detach", False), keep=o.get("keep", False),
                    console_socket=o.get("console-socket"), pid_file=o.get("pid-file"),
                    no_pivot=o.get("no-pivot", False), preserve_fds=o.get("preserve-fds", 0),
-                   log=log)
+                   no_new_keyring=o.get("no-new-keyring", False), log=log)
     if cmd == "start":
         from bosun.runtime.start import start
 

@@ -15,7 +15,8 @@ from bosun.runtime.state import FIFO, Container, atomic_write, now_rfc3339, proc
 
 def create(root: str, cid: str, bundle: str, *, console_socket: str | None = None,
            console=None, pid_file: str | None = None, no_pivot: bool = False,
-           preserve_fds: int = 0, log=None, config: dict | None = None) -> Container:
+           preserve_fds: int = 0, no_new_keyring: bool = False, log=None,
+           config: dict | None = None) -> Container:
     """Create container `cid` from `bundle`. `console` may be a connected socket (used by
     `run` to receive the pty master itself) instead of a `console_socket` path."""
     valid_id(cid)
@@ -60,7 +61,8 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
         parent, child = Channel.pair()
         ctx = InitContext(config, child, state_dir_fd=dirfd, console=console,
                           no_pivot=no_pivot, preserve_fds=preserve_fds,
-                          cgroup_dirs=cg_dirs, extra_env=extra_env)
+                          cgroup_dirs=cg_dirs, extra_env=extra_env,
+                          keyring=None if no_new_keyring else cid)
         stage1_pid = os.fork()
         if stage1_pid == 0:
             parent.close()
@@ -85,9 +87,8 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
                 _reap(stage1_pid)
                 stage1_pid = 0
             elif msg["t"] == "hooks":
-                hooks.run(config, "", state, kinds=("prestart", "createRuntime",
-                                                    "createContainer"))
-                parent.send("hooks-done")
+                hooks.run(config, "", state, kinds=("prestart", "createRuntime"))
+                parent.send("hooks-done", state=state)  # the init runs createContainer
             else:
                 break
         record = {"pid": init_pid, "pid_start": proc_start_time(init_pid), "bundle": bundle,

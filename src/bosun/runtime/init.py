@@ -24,7 +24,8 @@ class InitContext:
 
     def __init__(self, config: dict, channel, *, state_dir_fd: int = -1, console=None,
                  no_pivot: bool = False, preserve_fds: int = 0, cgroup_dirs=None,
-                 extra_env: dict | None = None, kernel: K.Kernel = K.LINUX) -> None:
+                 extra_env: dict | None = None, keyring: str | None = None,
+                 kernel: K.Kernel = K.LINUX) -> None:
         self.config = config
         self.channel = channel
         self.state_dir_fd = state_dir_fd
@@ -33,6 +34,7 @@ class InitContext:
         self.preserve_fds = preserve_fds
         self.cgroup_dirs = cgroup_dirs or {}
         self.extra_env = extra_env or {}
+        self.keyring = keyring          # session keyring name to join; None: keep the caller's
         self.k = kernel
 
 
@@ -110,9 +112,19 @@ def stage2(ctx: InitContext, userns: bool, cgroupns: bool) -> None:
         from bosun.runtime.rootfs import Rootfs
 
         fs = Rootfs(config, k, userns=userns, cgroup_dirs=ctx.cgroup_dirs, cgroupns=cgroupns)
+        if ctx.keyring:
+            try:
+                k.join_session_keyring(ctx.keyring)  # don't share the host's session keyring
+            except OSError as e:
+                if e.errno != 38:  # ENOSYS: keyrings not built into this kernel
+                    raise
         fs.prepare()
-        ch.send("hooks")            # createRuntime / createContainer run now, before pivot
-        ch.recv("hooks-done")
+        ch.send("hooks")            # prestart / createRuntime run now in the runtime, then
+        state = ch.recv("hooks-done")["state"]  # createContainer here: container namespaces
+        if (config.get("hooks") or {}).get("createContainer"):
+            from bosun.runtime import hooks
+
+            hooks.run(config, "createContainer", state)
         fs.pivot(ctx.no_pivot)
         if config.get("hostname"):
             k.sethostname(config["hostname"])
@@ -133,15 +145,14 @@ def stage2(ctx: InitContext, userns: bool, cgroupns: bool) -> None:
         _fail(ch, e)
     # Blocked in the open above until `start`; the runtime has gone by now.
     try:
-        os.write(fifo, b"0")
-        os.close(fifo)
         os.close(ctx.state_dir_fd)
         ch.close()
         if (config.get("hooks") or {}).get("startContainer"):
             from bosun.runtime import hooks
 
-            hooks.run(config, "startContainer", {"ociVersion": config["ociVersion"],
-                                                 "status": "running", "pid": 1})
+            hooks.run(config, "startContainer", dict(state, status="created", pid=1))
+        os.write(fifo, b"0")  # only now: `start` then runs poststart (after startContainer)
+        os.close(fifo)
         exec_process(exe, process, env)
     except BaseException as e:  # noqa: BLE001
         os.write(2, f"bosun-runtime: {getattr(e, 'strerror', None) or e}\n".encode())

@@ -10,7 +10,8 @@ from bosun.runtime.start import start
 
 def run(root: str, cid: str, bundle: str, *, detach: bool = False, keep: bool = False,
         console_socket: str | None = None, pid_file: str | None = None,
-        no_pivot: bool = False, preserve_fds: int = 0, log=None) -> int:
+        no_pivot: bool = False, preserve_fds: int = 0, no_new_keyring: bool = False,
+        log=None) -> int:
     from bosun.runtime import spec
 
     config = spec.load(bundle)
@@ -28,7 +29,8 @@ def run(root: str, cid: str, bundle: str, *, detach: bool = False, keep: bool = 
             a, b = Channel.pair()
             ours, console = a.sock, b.sock
     c = create(root, cid, bundle, console_socket=console_socket, console=console,
-               pid_file=pid_file, no_pivot=no_pivot, preserve_fds=preserve_fds, log=log,
+               pid_file=pid_file, no_pivot=no_pivot, preserve_fds=preserve_fds,
+               no_new_keyring=no_new_keyring, log=log,
                config=config)
     try:
         master = -1
