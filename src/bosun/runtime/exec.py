@@ -33,7 +33,7 @@ def exec_process(root: str, cid: str, process: dict, *, detach: bool = False,
     fwd = console = ours = None
     terminal = bool(process.get("terminal"))
     if not detach:
-        from bosun.runtime.foreground import Forwarder
+        from bosun.runtime.foreground import Forwarder, console_size
 
         K.LINUX.prctl(K.PR_SET_CHILD_SUBREAPER, 1)
         fwd = Forwarder()
@@ -43,6 +43,9 @@ def exec_process(root: str, cid: str, process: dict, *, detach: bool = False,
         elif not detach:
             a, b = Channel.pair()
             ours, console = a.sock, b.sock
+            size = console_size(0)  # our terminal's size, set before the process starts
+            if size:
+                process = dict(process, consoleSize=size)
         else:
             raise RuntimeErr("--tty with --detach needs a --console-socket")
     cg_dirs = c.record.get("cgroups") or {}
@@ -63,8 +66,8 @@ def exec_process(root: str, cid: str, process: dict, *, detach: bool = False,
                     cloexec_from(3 + preserve_fds)
                     if terminal:
                         setup_console(ctx)
-                    exe, env = prepare_process(ctx, process)
-                    do_exec(exe, process, env)
+                    exe, env, filt = prepare_process(ctx, process)
+                    do_exec(exe, process, env, filt)
                 except BaseException as e:  # noqa: BLE001
                     _fail(child, e)
             child.send("pid", pid=pid2)

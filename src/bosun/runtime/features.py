@@ -9,6 +9,24 @@ from bosun.runtime import spec
 from bosun.runtime.rootfs import PROPAGATION, _FLAGS
 
 
+def _seccomp() -> dict:
+    from bosun.runtime import seccomp_filter as sf
+
+    try:
+        sf._bindings()
+    except Exception:  # noqa: BLE001 - bindings missing: say so
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+                    "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+        "operators": sorted(sf._OPS),
+        "archs": sorted(sf._ARCHES),
+        "knownFlags": sorted(sf._FLAGS),
+        "supportedFlags": sorted(sf._FLAGS),
+    }
+
+
 def features() -> dict:
     from bosun.runtime import cgroups
 
@@ -24,7 +42,7 @@ def features() -> dict:
             "cgroup": {"v1": any(k != cgroups.UNIFIED for k in hier),
                        "v2": cgroups.UNIFIED in hier, "systemd": False, "systemdUser": False,
                        "rdma": False},
-            "seccomp": {"enabled": False},
+            "seccomp": _seccomp(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},

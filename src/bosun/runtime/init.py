@@ -138,7 +138,7 @@ def stage2(ctx: InitContext, userns: bool, cgroupns: bool) -> None:
         # As runc: sysctls (e.g. docker's net.ipv4.ip_unprivileged_port_start) and the console
         # go in before readonlyPaths make /proc/sys (and readonly roots make /) read-only.
         fs.finalize()
-        exe, env = prepare_process(ctx, process)
+        exe, env, filt = prepare_process(ctx, process)
         ch.send("ready")
         fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dir_fd)
     except BaseException as e:  # noqa: BLE001
@@ -153,7 +153,7 @@ def stage2(ctx: InitContext, userns: bool, cgroupns: bool) -> None:
             hooks.run(config, "startContainer", dict(state, status="created", pid=1))
         os.write(fifo, b"0")  # only now: `start` then runs poststart (after startContainer)
         os.close(fifo)
-        exec_process(exe, process, env)
+        exec_process(exe, process, env, filt)
     except BaseException as e:  # noqa: BLE001
         os.write(2, f"bosun-runtime: {getattr(e, 'strerror', None) or e}\n".encode())
         os._exit(127)
@@ -172,6 +172,10 @@ def preload(config: dict) -> None:
         import bosun.runtime.channel  # noqa: F401
     if (config.get("hooks") or {}).get("startContainer"):
         import bosun.runtime.hooks  # noqa: F401
+    if (config.get("linux") or {}).get("seccomp") is not None:
+        from bosun.runtime import seccomp_filter
+
+        seccomp_filter._bindings()
     import bosun.runtime.rootfs  # noqa: F401
     import bosun.runtime.cgroups  # noqa: F401
 
@@ -205,8 +209,19 @@ def setup_console(ctx: InitContext, fs=None) -> None:
         os.close(slave)
 
 
-def prepare_process(ctx: InitContext, process: dict) -> tuple[str, dict]:
-    """Everything up to execve that can fail, so failures reach `create`, not `start`."""
+def prepare_process(ctx: InitContext, process: dict) -> tuple[str, dict, object]:
+    """Everything up to execve that can fail, so failures reach `create`, not `start`.
+    Returns the executable, the environment and a seccomp filter still to load (or None)."""
+    filt = None
+    seccomp_cfg = (ctx.config.get("linux") or {}).get("seccomp")
+    if seccomp_cfg is not None:
+        from bosun.runtime import seccomp_filter
+
+        filt = seccomp_filter.build(seccomp_cfg)
+        if not process.get("noNewPrivileges"):
+            # Without no_new_privs, loading needs CAP_SYS_ADMIN: do it before dropping caps.
+            seccomp_filter.load(filt)
+            filt = None
     P.set_rlimits(process)
     P.set_oom_score_adj(process)
     env = P.container_env(process, ctx.extra_env)
@@ -219,12 +234,17 @@ def prepare_process(ctx: InitContext, process: dict) -> tuple[str, dict]:
         ctx.k.prctl(K.PR_SET_NO_NEW_PRIVS, 1)
     os.umask(user["umask"] if user.get("umask") is not None else 0o022)
     exe = P.lookup_executable(process["args"][0], env)
-    return exe, env
+    return exe, env, filt
 
 
-def exec_process(exe: str, process: dict, env: dict) -> None:
+def exec_process(exe: str, process: dict, env: dict, filt=None) -> None:
     # Python ignores SIGPIPE and SIGXFSZ; an ignored signal would survive execve.
     for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):
         _signal.signal(sig, _signal.SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+    if filt is not None:
+        # As close to execve as we can, so a profile need allow few syscalls of ours.
+        from bosun.runtime.seccomp_filter import load
+
+        load(filt)
     os.execve(exe, process["args"], env)
