@@ -12,6 +12,10 @@ import os
 from bosun.runtime.errors import RuntimeErr
 
 UNIFIED = "unified"
+# Mount options of a v1 hierarchy that name a controller (the rest: rw, xattr, noprefix...).
+V1_CONTROLLERS = frozenset((
+    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio",
+    "blkio", "perf_event", "hugetlb", "pids", "rdma", "misc"))
 
 
 def hierarchies(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
@@ -28,9 +32,8 @@ def hierarchies(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
                 found.setdefault(UNIFIED, mnt)
                 continue
             for opt in fields[2].split(","):
-                if opt in ("rw", "ro") or "=" in opt and not opt.startswith("name="):
-                    continue
-                found.setdefault(opt, mnt)
+                if opt in V1_CONTROLLERS or opt.startswith("name="):
+                    found.setdefault(opt, mnt)
     return found
 
 
@@ -42,6 +45,7 @@ def own_cgroups(pid: str = "self") -> dict[str, str]:
             _, ctrls, path = line.rstrip("\n").split(":", 2)
             if not ctrls:
                 out[UNIFIED] = path
+                continue
             for c in ctrls.split(","):
                 out[c] = path
     return out
@@ -53,6 +57,8 @@ def resolve(cgroups_path: str, cid: str) -> dict[str, str]:
         raise RuntimeErr(f"cgroupsPath {cgroups_path!r} is systemd's slice:prefix:name form, "
                          "and the systemd cgroup driver is not supported")
     path = cgroups_path or "/" + cid
+    if not path.strip("/") or path.strip("/") == ".":
+        raise RuntimeErr("cgroupsPath must name a cgroup below the hierarchy's root")
     mounts = hierarchies()
     own = own_cgroups() if not path.startswith("/") else {}
     dirs = {}

@@ -85,7 +85,7 @@ def parse_flags(argv: list[str], table: dict, short: dict, stop_at_positional: b
         if kind is None:
             raise Usage(f"flag provided but not defined: {arg.split('=')[0]}")
         if kind == "b":
-            opts[name] = value.lower() not in ("false", "0") if eq else True
+            opts[name] = value.lower() not in ("false", "0", "no") if eq else True
         else:
             if not eq:
                 i += 1
@@ -121,13 +121,20 @@ class Log:
 
             line = json.dumps({"level": level, "msg": msg, "time": now_rfc3339()})
         else:
-            line = f'time="{now_rfc3339()}" level={level} msg="{msg}"'
+            quoted = msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+            line = f'time="{now_rfc3339()}" level={level} msg="{quoted}"'
         if self.path:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
-                os.write(fd, (line + "\n").encode())
-            finally:
-                os.close(fd)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                             0o644)
+            except OSError as e:
+                sys.stderr.write(f"bosun-runtime: cannot open log {self.path}: {e.strerror}\n")
+                self.path = None
+            else:
+                try:
+                    os.write(fd, (line + "\n").encode())
+                finally:
+                    os.close(fd)
         if not self.path or level == "error":
             sys.stderr.write(f"bosun-runtime: {msg}\n" if level == "error" else line + "\n")
 

@@ -11,6 +11,8 @@ from bosun.runtime.state import STOPPED, Container
 
 def parse_signal(sig: str | int) -> int:
     if isinstance(sig, int):
+        if not 0 < sig < 65:
+            raise RuntimeErr(f"invalid signal number {sig}")
         return sig
     import signal  # only here: the signal module's enums cost start-up time elsewhere
 

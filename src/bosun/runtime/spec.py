@@ -89,20 +89,37 @@ def validate(config, bundle: str) -> None:
         _want(linux.get("uidMappings") and linux.get("gidMappings"),
               "a new user namespace needs uidMappings and gidMappings")
     for key in ("uidMappings", "gidMappings"):
-        for m in linux.get(key) or ():
+        for m in _obj(linux, key, list, "linux.") or ():
             _want(isinstance(m, dict) and all(isinstance(m.get(k), int) and m[k] >= 0
                                               for k in ("containerID", "hostID", "size")),
                   f"linux.{key} entries need non-negative containerID, hostID and size")
+    for key in ("hostname", "domainname"):
+        _want(isinstance(config.get(key) or "", str), f"{key} must be a string")
     if config.get("hostname"):
         _want("uts" in seen and not _ns_path(linux, "uts"),
               "setting the hostname needs a new uts namespace")
     if config.get("domainname"):
         _want("uts" in seen and not _ns_path(linux, "uts"),
               "setting the domainname needs a new uts namespace")
-    for key in linux.get("sysctl") or {}:
+    for key, value in (_obj(linux, "sysctl", dict, "linux.") or {}).items():
+        _want(isinstance(value, (str, int)), f"sysctl {key} value must be a string")
         check_sysctl(key, seen, linux)
-    if "time" in seen and linux.get("timeOffsets"):
-        _want(not _ns_path(linux, "time"), "timeOffsets need a new time namespace")
+    for key in ("maskedPaths", "readonlyPaths"):
+        for path in _obj(linux, key, list, "linux.") or ():
+            _want(isinstance(path, str) and os.path.isabs(path),
+                  f"linux.{key} entries must be absolute paths")
+    for d in _obj(linux, "devices", list, "linux.") or ():
+        _want(isinstance(d, dict) and isinstance(d.get("path"), str)
+              and all(d.get(k) is None or isinstance(d[k], int)
+                      for k in ("major", "minor", "fileMode", "uid", "gid")),
+              "linux.devices entries need a path and integer major, minor, fileMode, uid, gid")
+    for clock, off in (_obj(linux, "timeOffsets", dict, "linux.") or {}).items():
+        _want(isinstance(off, dict) and all(isinstance(off.get(k, 0), int)
+                                            for k in ("secs", "nanosecs")),
+              f"linux.timeOffsets.{clock} needs integer secs and nanosecs")
+    if linux.get("timeOffsets"):
+        _want("time" in seen and not _ns_path(linux, "time"),
+              "timeOffsets need a new time namespace")
     cg = linux.get("cgroupsPath")
     if cg is not None:
         _want(isinstance(cg, str), "linux.cgroupsPath must be a string")
@@ -117,7 +134,11 @@ def validate(config, bundle: str) -> None:
               "every mount needs a destination")
         _want(os.path.isabs(m["destination"]),
               f"mount destination {m['destination']!r} must be an absolute path")
-        _want(isinstance(m.get("options", []), list), "mount options must be an array")
+        _want(isinstance(m.get("options") or [], list)
+              and all(isinstance(o, str) for o in m.get("options") or []),
+              "mount options must be an array of strings")
+        _want(all(isinstance(m.get(k) or "", str) for k in ("type", "source")),
+              f"mount {m['destination']}: type and source must be strings")
 
     hooks = _obj(config, "hooks", dict, "") or {}
     for kind, entries in hooks.items():
@@ -145,8 +166,15 @@ def validate_process(process) -> None:
     for k in ("uid", "gid"):
         _want(isinstance(user.get(k, 0), int) and user.get(k, 0) >= 0,
               f"process.user.{k} must be a non-negative integer")
+    _want(isinstance(user.get("additionalGids") or [], list)
+          and all(isinstance(g, int) for g in user.get("additionalGids") or []),
+          "process.user.additionalGids must be an array of integers")
+    _want(isinstance(process.get("capabilities") or {}, dict),
+          "process.capabilities must be an object")
     for c in (process.get("capabilities") or {}).items():
         _want(c[0] in CAP_SETS, f"unknown capability set {c[0]!r}")
+        _want(isinstance(c[1] or [], list) and all(isinstance(n, str) for n in c[1] or []),
+              f"process.capabilities.{c[0]} must be an array of strings")
         try:
             caps.to_mask(c[1])
         except ValueError as e:
