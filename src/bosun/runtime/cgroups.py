@@ -173,3 +173,30 @@ def thaw(dirs: dict[str, str]) -> None:
             f.write(value)
     except OSError:
         pass
+
+
+def freeze(dirs: dict[str, str], frozen: bool, timeout: float = 10.0) -> None:
+    """Freeze or thaw every process of the cgroup, and wait until the kernel says it is so."""
+    import time
+
+    d = dirs.get("freezer")
+    if d:
+        target, value, check = os.path.join(d, "freezer.state"), \
+            "FROZEN" if frozen else "THAWED", lambda s: s == ("FROZEN" if frozen else "THAWED")
+        state_file = target
+    elif UNIFIED in dirs:
+        target, value = os.path.join(dirs[UNIFIED], "cgroup.freeze"), "1" if frozen else "0"
+        state_file = os.path.join(dirs[UNIFIED], "cgroup.events")
+        check = lambda s: f"frozen {int(frozen)}" in s  # noqa: E731
+    else:
+        raise RuntimeErr("no freezer: this host mounts neither the v1 freezer nor cgroup v2")
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(target, "w") as f:
+            f.write(value)  # v1 may stay FREEZING while a task is busy: write again
+        with open(state_file) as f:
+            if check(f.read().strip()):
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeErr(f"cgroup did not {'freeze' if frozen else 'thaw'} in {timeout}s")
+        time.sleep(0.001)

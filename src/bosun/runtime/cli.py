@@ -22,6 +22,8 @@ Commands:
   state     print a container's state           list    list containers
   kill      signal a container's processes      delete  delete a container
   exec      run a process in a container        ps      list a container's processes
+  pause     freeze a container's processes      resume  thaw them
+  update    change resource limits              events  resource stats and OOM events
   features  print supported features
 
 Global options:
@@ -57,6 +59,15 @@ COMMANDS = {
              {"p": "process", "t": "tty", "d": "detach", "e": "env", "u": "user",
               "g": "additional-gids", "c": "cap"}),
     "ps": ({"format": "s"}, {"f": "format"}),
+    "pause": ({}, {}),
+    "resume": ({}, {}),
+    "events": ({"stats": "b", "interval": "s"}, {}),
+    "update": ({"resources": "s", "memory": "s", "memory-reservation": "s", "memory-swap": "s",
+                "kernel-memory": "s", "kernel-memory-tcp": "s", "cpu-shares": "i",
+                "cpu-quota": "i", "cpu-period": "i", "cpu-rt-period": "i",
+                "cpu-rt-runtime": "i", "cpuset-cpus": "s", "cpuset-mems": "s",
+                "pids-limit": "i", "blkio-weight": "i", "l3-cache-schema": "s",
+                "mem-bw-schema": "s"}, {"r": "resources"}),
     "features": ({}, {}),
 }
 
@@ -265,6 +276,22 @@ def dispatch(cmd: str, root: str, o: dict, args: list[str], log: Log) -> int:
         else:
             sys.stdout.write(ps.table(root, cid, args[1:]))
         return 0
+    if cmd in ("pause", "resume"):
+        from bosun.runtime import pause
+
+        getattr(pause, cmd)(root, _one_id(args, cmd))
+        return 0
+    if cmd == "update":
+        from bosun.runtime.update import update
+
+        update(root, _one_id(args, cmd), _update_resources(o))
+        return 0
+    if cmd == "events":
+        from bosun.runtime.events import events, parse_interval
+
+        events(root, _one_id(args, cmd), once=o.get("stats", False),
+               interval=parse_interval(o.get("interval") or "5s"))
+        return 0
     if cmd == "features":
         import json
 
@@ -342,3 +369,47 @@ def _exec(root: str, o: dict, args: list[str], log: Log) -> int:
     return exec_process(root, cid, process, detach=o.get("detach", False),
                         console_socket=o.get("console-socket"), pid_file=o.get("pid-file"),
                         preserve_fds=o.get("preserve-fds", 0), log=log)
+
+
+def _update_resources(o: dict) -> dict:
+    """runc update's flags (or -r FILE / -r - for JSON on stdin) → an OCI resources object."""
+    from bosun.runtime.update import parse_bytes
+
+    if o.get("l3-cache-schema") or o.get("mem-bw-schema"):
+        raise RuntimeErr("Intel RDT (--l3-cache-schema, --mem-bw-schema) is not supported")
+    if o.get("resources"):
+        from bosun import quickjson
+
+        try:
+            if o["resources"] == "-":
+                raw = sys.stdin.read()
+            else:
+                with open(o["resources"]) as f:
+                    raw = f.read()
+            res = quickjson.loads(raw)
+        except (OSError, ValueError) as e:
+            raise RuntimeErr(f"cannot read resources {o['resources']}: {e}") from None
+        if not isinstance(res, dict):
+            raise RuntimeErr("resources must be a JSON object")
+        return res
+    res: dict = {}
+    mem = {k: parse_bytes(o[f]) for k, f in (("limit", "memory"),
+                                             ("reservation", "memory-reservation"),
+                                             ("swap", "memory-swap"),
+                                             ("kernel", "kernel-memory"),
+                                             ("kernelTCP", "kernel-memory-tcp")) if o.get(f)}
+    cpu = {k: o[f] for k, f in (("shares", "cpu-shares"), ("quota", "cpu-quota"),
+                                ("period", "cpu-period"), ("realtimePeriod", "cpu-rt-period"),
+                                ("realtimeRuntime", "cpu-rt-runtime"), ("cpus", "cpuset-cpus"),
+                                ("mems", "cpuset-mems")) if o.get(f) is not None}
+    if mem:
+        res["memory"] = mem
+    if cpu:
+        res["cpu"] = cpu
+    if o.get("pids-limit") is not None:
+        res["pids"] = {"limit": o["pids-limit"]}
+    if o.get("blkio-weight") is not None:
+        res["blockIO"] = {"weight": o["blkio-weight"]}
+    if not res:
+        raise Usage("update needs at least one resource flag or --resources")
+    return res

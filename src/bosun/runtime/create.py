@@ -53,6 +53,10 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
         dirfd = os.open(cdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         cg_dirs = cgroups.resolve(linux.get("cgroupsPath") or "", cid)
         cgroups.create(cg_dirs)
+        if linux.get("resources"):
+            from bosun.runtime import resources
+
+            resources.apply(cg_dirs, linux["resources"])  # limits hold before any process
         if console_socket:
             console = connect_console(console_socket)
         extra_env = _listen_fds_env()
