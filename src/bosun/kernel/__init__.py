@@ -75,9 +75,9 @@ RESOLVE_IN_ROOT = 0x10
 # x86_64 / aarch64 syscall numbers (the only architectures bosun is built for)
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "setns": 308, "openat2": 437,
-               "keyctl": 250},
+               "keyctl": 250, "ioprio_set": 251, "sched_setattr": 314, "personality": 135},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "setns": 268, "openat2": 437,
-                "keyctl": 219},
+                "keyctl": 219, "ioprio_set": 30, "sched_setattr": 274, "personality": 92},
 }
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -170,6 +170,28 @@ class Kernel:
         """keyctl(KEYCTL_JOIN_SESSION_KEYRING): a fresh session keyring, not the caller's."""
         self._lib()
         self._syscall("keyctl", 1, name.encode())
+
+    def personality(self, persona: int) -> None:
+        self._lib()
+        self._syscall("personality", persona)
+
+    def ioprio_set(self, klass: int, prio: int) -> None:
+        self._lib()
+        self._syscall("ioprio_set", 1, 0, klass << 13 | prio)  # IOPRIO_WHO_PROCESS, self
+
+    def sched_setattr(self, policy: int, flags: int = 0, nice: int = 0, priority: int = 0,
+                      runtime: int = 0, deadline: int = 0, period: int = 0) -> None:
+        self._lib()
+        ctypes = self._ctypes
+
+        class SchedAttr(ctypes.Structure):
+            _fields_ = [("size", ctypes.c_uint32), ("policy", ctypes.c_uint32),
+                        ("flags", ctypes.c_uint64), ("nice", ctypes.c_int32),
+                        ("priority", ctypes.c_uint32), ("runtime", ctypes.c_uint64),
+                        ("deadline", ctypes.c_uint64), ("period", ctypes.c_uint64)]
+        attr = SchedAttr(ctypes.sizeof(SchedAttr), policy, flags, nice, priority, runtime,
+                         deadline, period)
+        self._syscall("sched_setattr", 0, ctypes.byref(attr), 0)
 
     # -- process attributes -------------------------------------------------------------------
     def prctl(self, option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:

@@ -224,6 +224,7 @@ def prepare_process(ctx: InitContext, process: dict) -> tuple[str, dict, object]
             filt = None
     P.set_rlimits(process)
     P.set_oom_score_adj(process)
+    P.set_scheduling(ctx.config, ctx.k)
     env = P.container_env(process, ctx.extra_env)
     user = process.get("user") or {}
     if "HOME" not in env:

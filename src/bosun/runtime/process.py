@@ -136,7 +136,10 @@ def enter_cwd(cwd: str) -> None:
         os.chdir(cwd)
     except OSError as e:
         raise RuntimeErr(f"cannot chdir to {cwd}: {e.strerror}") from None
-    here = os.getcwd()
+    try:
+        here = os.getcwd()  # glibc: ENOENT when the cwd is not below our root
+    except OSError:
+        here = ""
     if not here.startswith("/"):
         raise RuntimeErr(f"cwd {cwd} is outside the container root")
 
@@ -167,3 +170,66 @@ def container_env(process: dict, extra: dict | None = None) -> dict[str, str]:
     if "PATH" not in env:
         env["PATH"] = DEFAULT_PATH
     return env
+
+
+_PERSONALITY = {"LINUX": 0x0000, "LINUX32": 0x0008}
+_IOPRIO_CLASS = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+_SCHED_POLICY = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
+                 "SCHED_ISO": 4, "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+_SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
+                "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_POLICY": 0x08,
+                "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+                "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+
+
+def check_scheduling(config: dict) -> None:
+    """Validate linux.personality, process.ioPriority and process.scheduler (create time)."""
+    from bosun.runtime.errors import ConfigError
+
+    pers = (config.get("linux") or {}).get("personality")
+    if pers is not None:
+        if not isinstance(pers, dict) or pers.get("domain") not in _PERSONALITY:
+            raise ConfigError("linux.personality.domain must be LINUX or LINUX32")
+        if pers.get("flags"):
+            raise ConfigError("linux.personality flags are not supported")
+    if (config.get("linux") or {}).get("intelRdt") is not None:
+        raise ConfigError("linux.intelRdt is not supported")
+    process = config.get("process") or {}
+    io = process.get("ioPriority")
+    if io is not None:
+        if not isinstance(io, dict) or io.get("class") not in _IOPRIO_CLASS:
+            raise ConfigError("process.ioPriority.class must be IOPRIO_CLASS_RT, _BE or _IDLE")
+        if not isinstance(io.get("priority", 0), int) or not 0 <= io.get("priority", 0) <= 7:
+            raise ConfigError("process.ioPriority.priority must be 0..7")
+    sched = process.get("scheduler")
+    if sched is not None:
+        if not isinstance(sched, dict) or sched.get("policy") not in _SCHED_POLICY:
+            raise ConfigError(f"unknown scheduler policy {sched.get('policy') if isinstance(sched, dict) else sched!r}")
+        for f in sched.get("flags") or ():
+            if f not in _SCHED_FLAGS:
+                raise ConfigError(f"unknown scheduler flag {f!r}")
+
+
+def set_scheduling(config: dict, kernel: K.Kernel = K.LINUX) -> None:
+    """personality, I/O priority and scheduling policy: all inherited across execve."""
+    pers = (config.get("linux") or {}).get("personality")
+    if pers is not None:
+        kernel.personality(_PERSONALITY[pers["domain"]])
+    process = config.get("process") or {}
+    io = process.get("ioPriority")
+    if io is not None:
+        try:
+            kernel.ioprio_set(_IOPRIO_CLASS[io["class"]], io.get("priority", 0))
+        except OSError as e:
+            raise RuntimeErr(f"cannot set I/O priority: {e.strerror}") from None
+    sched = process.get("scheduler")
+    if sched is not None:
+        flags = 0
+        for f in sched.get("flags") or ():
+            flags |= _SCHED_FLAGS[f]
+        try:
+            kernel.sched_setattr(_SCHED_POLICY[sched["policy"]], flags, sched.get("nice", 0),
+                                 sched.get("priority", 0), sched.get("runtime", 0),
+                                 sched.get("deadline", 0), sched.get("period", 0))
+        except OSError as e:
+            raise RuntimeErr(f"cannot set scheduler {sched['policy']}: {e.strerror}") from None

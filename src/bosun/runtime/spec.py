@@ -71,6 +71,9 @@ def validate(config, bundle: str) -> None:
     process = _obj(config, "process", dict, "")
     if process is not None:
         validate_process(process)
+    from bosun.runtime.process import check_scheduling
+
+    check_scheduling(config)
 
     linux = _obj(config, "linux", dict, "") or {}
     seen = set()
