@@ -81,6 +81,15 @@ def create(dirs: dict[str, str]) -> None:
             _inherit_cpuset(d)
 
 
+def remove_created(dirs: dict[str, str]) -> None:
+    """Undo a partial create(): remove the directories that exist (empty, just made)."""
+    for d in set(dirs.values()):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
 def enter(dirs: dict[str, str]) -> None:
     """Move the calling (single-threaded) process into the cgroups.
 

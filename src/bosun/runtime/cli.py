@@ -187,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
             raise Usage(f"unknown command {cmd!r}")
         table, short = COMMANDS[cmd]
         opts, args = parse_flags(rest, table, short)
-        root = g.get("root") or "/run/bosun-runtime"
+        if g.get("root"):
+            root = g["root"]
+        else:
+            from bosun.runtime.state import default_root
+
+            root = default_root()
         return dispatch(cmd, root, opts, args, log)
     except Usage as e:
         log.error(str(e))  # to --log too: containerd reports the runtime's last logged error

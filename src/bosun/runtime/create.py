@@ -52,8 +52,21 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
         os.chmod(os.path.join(cdir, FIFO), 0o622)  # umask: a non-root init must open it
         dirfd = os.open(cdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         cg_dirs = cgroups.resolve(linux.get("cgroupsPath") or "", cid)
-        cgroups.create(cg_dirs)
-        if linux.get("resources"):
+        try:
+            cgroups.create(cg_dirs)
+        except PermissionError:
+            # Rootless, or a user namespace without write access to the hierarchy: run
+            # without a cgroup, as runc does, unless limits were asked for.
+            cgroups.remove_created(cg_dirs)
+            wanted = [k for k, v in (linux.get("resources") or {}).items()
+                      if v and k != "devices"]
+            if wanted:
+                raise RuntimeErr(f"resource limits ({', '.join(sorted(wanted))}) need write "
+                                 "access to the cgroup hierarchy, which this user lacks") from None
+            if log is not None:
+                log.warning("no write access to the cgroup hierarchy: running without a cgroup")
+            cg_dirs = {}
+        if cg_dirs and linux.get("resources"):
             from bosun.runtime import resources
 
             resources.apply(cg_dirs, linux["resources"])  # limits hold before any process

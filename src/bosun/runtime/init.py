@@ -57,7 +57,6 @@ def stage1(ctx: InitContext) -> None:
     """Child of the runtime: enter namespaces, fork pid 1, report its pid, exit."""
     ch = ctx.channel
     try:
-        ctx.k.prctl(K.PR_SET_DUMPABLE, 0)  # /proc/<pid>/exe stays out of reach (CVE-2019-5736)
         from bosun.runtime import cgroups
 
         cgroups.enter(ctx.cgroup_dirs)  # before any namespace: the cgroupns roots here
@@ -76,6 +75,10 @@ def stage1(ctx: InitContext) -> None:
             _become_root()
         elif "user" in paths:
             _become_root()
+        # Non-dumpable from here on (pid 1 inherits it): no container process can open our
+        # /proc/<pid>/exe (CVE-2019-5736). Not earlier: an unprivileged runtime must still be
+        # able to write our uid_map, which dumpable=0 makes root's.
+        ctx.k.prctl(K.PR_SET_DUMPABLE, 0)
         ctx.k.unshare(new & ~K.CLONE_NEWUSER)
         if new & K.CLONE_NEWNET:
             nsenter.loopback_up()

@@ -14,6 +14,14 @@ from bosun import quickjson
 from bosun.runtime.errors import NotFound, RuntimeErr
 
 DEFAULT_ROOT = "/run/bosun-runtime"
+
+
+def default_root() -> str:
+    """root's state lives in /run; another user's in $XDG_RUNTIME_DIR (as runc's)."""
+    if os.geteuid() == 0:
+        return DEFAULT_ROOT
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/bosun-runtime-{os.geteuid()}"
+    return os.path.join(base, "bosun-runtime") if os.environ.get("XDG_RUNTIME_DIR") else base
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 
