@@ -75,9 +75,11 @@ RESOLVE_IN_ROOT = 0x10
 # x86_64 / aarch64 syscall numbers (the only architectures bosun is built for)
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "setns": 308, "openat2": 437,
-               "keyctl": 250, "ioprio_set": 251, "sched_setattr": 314, "personality": 135},
+               "keyctl": 250, "ioprio_set": 251, "sched_setattr": 314, "personality": 135,
+               "bpf": 321},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "setns": 268, "openat2": 437,
-                "keyctl": 219, "ioprio_set": 30, "sched_setattr": 274, "personality": 92},
+                "keyctl": 219, "ioprio_set": 30, "sched_setattr": 274, "personality": 92,
+                "bpf": 280},
 }
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -192,6 +194,35 @@ class Kernel:
         attr = SchedAttr(ctypes.sizeof(SchedAttr), policy, flags, nice, priority, runtime,
                          deadline, period)
         self._syscall("sched_setattr", 0, ctypes.byref(attr), 0)
+
+    # -- eBPF (cgroup v2 device rules) -----------------------------------------------------
+    def bpf_prog_load_cgroup_device(self, code: bytes) -> int:
+        """BPF_PROG_LOAD of a BPF_PROG_TYPE_CGROUP_DEVICE program; returns its fd."""
+        self._lib()
+        ctypes = self._ctypes
+        insns = ctypes.create_string_buffer(code, len(code))
+        license = ctypes.create_string_buffer(b"Apache")
+        log = ctypes.create_string_buffer(65536)
+        attr = ctypes.create_string_buffer(72)
+        import struct
+
+        struct.pack_into("<IIQQIIQ", attr, 0, 15, len(code) // 8, ctypes.addressof(insns),
+                         ctypes.addressof(license), 1, len(log), ctypes.addressof(log))
+        struct.pack_into("<16s", attr, 48, b"bosun_devices")
+        fd = self._lib().syscall(self._nr["bpf"], 5, attr, 72)
+        if fd < 0:
+            err = ctypes.get_errno()
+            detail = " | ".join(log.value.decode(errors="replace").strip().splitlines()[-3:])
+            raise OSError(err, os.strerror(err) + (f" ({detail})" if detail else ""))
+        return fd
+
+    def bpf_prog_attach_cgroup_device(self, cgroup_fd: int, prog_fd: int) -> None:
+        """BPF_PROG_ATTACH as BPF_CGROUP_DEVICE with BPF_F_ALLOW_MULTI."""
+        self._lib()
+        import struct
+
+        attr = self._ctypes.create_string_buffer(struct.pack("<IIIII", cgroup_fd, prog_fd, 6, 2, 0))
+        self._check(self._lib().syscall(self._nr["bpf"], 8, attr, 20), "bpf(BPF_PROG_ATTACH)")
 
     # -- process attributes -------------------------------------------------------------------
     def prctl(self, option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:

@@ -89,6 +89,9 @@ def plan(res: dict, layout: Layout) -> list[tuple[str, str, str, str]]:
         w.append((ctrl, ver, name, str(value)))
 
     mem = res.get("memory") or {}
+    # As runc: a 0 byte count means "not set" (docker update sends 0 for what it keeps).
+    mem = {k: v for k, v in mem.items()
+           if not (k in ("limit", "reservation", "swap", "kernel", "kernelTCP") and v == 0)}
     if any(mem.get(k) is not None for k in ("limit", "reservation", "swap", "swappiness",
                                             "disableOOMKiller", "kernel", "kernelTCP")):
         v = _req(layout, "memory", "a memory limit")
@@ -236,20 +239,24 @@ def plan(res: dict, layout: Layout) -> list[tuple[str, str, str, str]]:
     return w
 
 
+def effective_device_rules(res: dict) -> list[dict] | None:
+    """The OCI device rules, plus runc's default allows after a deny-all."""
+    rules = res.get("devices")
+    if rules is None:
+        return None
+    out = list(rules)
+    if any(not r.get("allow") and (r.get("type") or "a") == "a" for r in rules):
+        out += [{"allow": True, "type": t, "major": ma, "minor": mi, "access": acc}
+                for t, ma, mi, acc in DEFAULT_ALLOWED_DEVICES]
+    return out
+
+
 def device_rules(res: dict, layout: Layout) -> list[tuple[str, str]]:
     """v1 devices cgroup writes: ("devices.allow"|"devices.deny", "c 1:3 rwm")."""
-    rules = res.get("devices")
+    rules = effective_device_rules(res)
     if rules is None or layout.where("devices") != "v1":
         return []
-    out = []
-    for r in rules:
-        out.append(("devices.allow" if r.get("allow") else "devices.deny", _rule(r)))
-    if any(not r.get("allow") and r.get("type", "a") == "a" and r.get("major") is None
-           for r in rules):
-        for t, ma, mi, acc in DEFAULT_ALLOWED_DEVICES:
-            out.append(("devices.allow", _rule({"type": t, "major": ma, "minor": mi,
-                                                "access": acc})))
-    return out
+    return [("devices.allow" if r.get("allow") else "devices.deny", _rule(r)) for r in rules]
 
 
 def _rule(r: dict) -> str:
@@ -299,6 +306,11 @@ def apply(dirs: dict[str, str], res: dict | None, layout: Layout | None = None) 
     enable_v2_controllers(layout, {c for c, v, _, _ in writes if v == "v2" and c != UNIFIED})
     for name, value in device_rules(res, layout):
         _write(os.path.join(layout.dirs["devices"], name), value)
+    if res.get("devices") is not None and layout.where("devices") != "v1" \
+            and UNIFIED in layout.dirs:
+        from bosun.runtime import devices_bpf  # v2: no devices files, an eBPF program instead
+
+        devices_bpf.attach(layout.dirs[UNIFIED], effective_device_rules(res))
     i = 0
     while i < len(writes):
         ctrl, ver, name, value = writes[i]
