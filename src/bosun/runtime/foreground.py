@@ -110,6 +110,20 @@ def copy_winsize(src: int, dst: int) -> None:
         pass
 
 
+def console_size(fd: int = 0) -> dict | None:
+    """fd's terminal size as an OCI consoleSize, or None when fd is not a sized terminal."""
+    import fcntl
+    import struct
+
+    from bosun import kernel as K
+
+    try:
+        rows, cols = struct.unpack("HHHH", fcntl.ioctl(fd, K.TIOCGWINSZ, b"\0" * 8))[:2]
+    except OSError:
+        return None
+    return {"height": rows, "width": cols} if rows and cols else None
+
+
 def exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)

@@ -97,7 +97,7 @@ class Rootfs:
         return self.k.openat2(self.rootfd, path.lstrip("/") or ".", flags,
                               K.RESOLVE_IN_ROOT | K.RESOLVE_NO_MAGICLINKS)
 
-    def mkdir_all(self, path: str, file: bool = False) -> int:
+    def mkdir_all(self, path: str, file: bool = False, _links: int = 0) -> int:
         """Create path (and parents) inside the root; return an O_PATH fd to it."""
         parts = [p for p in path.split("/") if p and p != "."]
         fd = os.dup(self.rootfd)
@@ -116,15 +116,37 @@ class Rootfs:
                                              | os.O_NOFOLLOW, 0o644, dir_fd=fd))
                         else:
                             os.mkdir(name, 0o755, dir_fd=fd)
-                    except FileExistsError:
-                        pass  # a dangling symlink: openat2 below resolves it inside the root
+                    except OSError as e:
+                        if not isinstance(e, FileExistsError) and e.errno != errno.ELOOP:
+                            raise
+                        # A dangling symlink: create its target, resolved inside the root.
+                        target = self._link_target(fd, name)
+                        if target is not None:
+                            if _links >= 40:
+                                raise RuntimeErr(f"path {path!r}: too many symbolic links")
+                            os.close(fd)
+                            fd = -1
+                            rest = "/".join(parts[i + 1:])
+                            return self.mkdir_all(f"{target}/{rest}", file, _links + 1)
                     nfd = self.open_in_root(sub)
                 os.close(fd)
                 fd = nfd
             return fd
         except BaseException:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
             raise
+
+    def _link_target(self, dirfd: int, name: str) -> str | None:
+        """Where symlink `name` in `dirfd` points, as a clean path inside the root."""
+        try:
+            link = os.readlink(name, dir_fd=dirfd)
+        except OSError:
+            return None  # not a symlink
+        if not link.startswith("/"):
+            here = os.path.relpath(os.readlink(fdpath(dirfd)), self.root)
+            link = f"/{here}/{link}"
+        return os.path.normpath("/" + link.lstrip("/"))  # ".." stops at the root
 
     # -- the sequence --------------------------------------------------------------------------
     def prepare(self) -> None:

@@ -40,6 +40,9 @@ def run(root: str, cid: str, bundle: str, *, detach: bool = False, keep: bool = 
             console.close()
             master = recv_fd(ours)
             ours.close()
+            from bosun.runtime.foreground import copy_winsize
+
+            copy_winsize(0, master)  # before start: the program may ask for it right away
         start(root, cid, log=log)
         if detach:
             return 0

@@ -34,8 +34,8 @@ ALWAYS = (
     # files, directories and descriptors
     "access", "chdir", "chmod", "chown", "chown32", "close", "close_range",
     "copy_file_range", "creat", "dup", "dup2", "dup3", "faccessat", "faccessat2",
-    "fadvise64", "fadvise64_64", "fallocate", "fchdir", "fchmod", "fchmodat", "fchown",
-    "fchown32", "fchownat", "fcntl", "fcntl64", "fdatasync", "flock", "fstat", "fstat64",
+    "fadvise64", "fadvise64_64", "fallocate", "fchdir", "fchmod", "fchmodat", "fchmodat2",
+    "fchown", "fchown32", "fchownat", "fcntl", "fcntl64", "fdatasync", "flock", "fstat", "fstat64",
     "fstatat64", "fstatfs", "fstatfs64", "fsync", "ftruncate", "ftruncate64", "futimesat",
     "getcwd", "getdents", "getdents64", "lchown", "lchown32", "link", "linkat", "_llseek",
     "lseek", "lstat", "lstat64", "mkdir", "mkdirat", "mknod", "mknodat", "name_to_handle_at",
@@ -61,7 +61,7 @@ ALWAYS = (
     "io_uring_setup", "ioprio_get", "ioprio_set",
     # memory
     "brk", "madvise", "membarrier", "memfd_create", "memfd_secret", "mincore", "mlock",
-    "mlock2", "mlockall", "mmap", "mmap2", "mprotect", "mremap", "msync", "munlock",
+    "mlock2", "mlockall", "map_shadow_stack", "mmap", "mmap2", "mprotect", "mremap", "msync", "munlock",
     "munlockall", "munmap", "pkey_alloc", "pkey_free", "pkey_mprotect", "remap_file_pages",
     # processes and threads (clone and clone3 are below: they depend on CAP_SYS_ADMIN)
     "capget", "capset", "execve", "execveat", "exit", "exit_group", "fork", "getcpu",
