@@ -66,6 +66,12 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
             if log is not None:
                 log.warning("no write access to the cgroup hierarchy: running without a cgroup")
             cg_dirs = {}
+        # A record from the start: if this process dies mid-create (kill -9), `delete
+        # --force` still finds the cgroups and the init to clean up.
+        c = Container(root, cid, {"creating": True, "pid": 0, "bundle": bundle,
+                                  "created": now_rfc3339(), "config": config,
+                                  "cgroups": cg_dirs})
+        c.save()
         if cg_dirs and linux.get("resources"):
             from bosun.runtime import resources
 
@@ -101,6 +107,8 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
             elif msg["t"] == "pid":
                 init_pid = msg["pid"]
                 state["pid"] = init_pid
+                c.record.update(pid=init_pid, pid_start=proc_start_time(init_pid))
+                c.save()
                 _reap(stage1_pid)
                 stage1_pid = 0
             elif msg["t"] == "hooks":
@@ -108,9 +116,7 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
                 parent.send("hooks-done", state=state)  # the init runs createContainer
             else:
                 break
-        record = {"pid": init_pid, "pid_start": proc_start_time(init_pid), "bundle": bundle,
-                  "created": now_rfc3339(), "config": config, "cgroups": cg_dirs}
-        c = Container(root, cid, record)
+        del c.record["creating"]
         c.save()
         if pid_file:
             atomic_write(os.path.abspath(pid_file), str(init_pid).encode(), 0o644)

@@ -35,7 +35,9 @@ def start(root: str, cid: str, log=None) -> Container:
         os.close(fd)
     os.unlink(c.fifo)
     if (c.config.get("hooks") or {}).get("poststart"):
-        state = c.oci_state()
+        # The program has been started; it may already have exited, but the hook is told
+        # about the process it was started as.
+        state = dict(c.oci_state(), status="running", pid=c.pid)
         if log is not None:
             hooks.run_warn(c.config, "poststart", state, log)
         else:

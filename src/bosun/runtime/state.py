@@ -127,6 +127,8 @@ class Container:
     def status(self) -> str:
         if not self.init_alive():
             return STOPPED
+        if self.record.get("creating"):
+            return CREATING
         if os.path.exists(self.fifo):
             return CREATED
         from bosun.runtime import cgroups
