@@ -33,16 +33,22 @@ def run_one(hook: dict, payload: bytes, what: str) -> None:
     args = hook.get("args") or [hook["path"]]
     env = dict(e.partition("=")[::2] for e in hook.get("env") or ())
     rfd, wfd = os.pipe()
+    errfd = os.memfd_create("hook-stderr")  # its last line goes into our error message
     try:
         pid = os.fork()
     except OSError as e:
-        os.close(rfd)
-        os.close(wfd)
+        for fd in (rfd, wfd, errfd):
+            os.close(fd)
         raise RuntimeErr(f"{what}: {e.strerror}") from None
     if pid == 0:  # child
         try:
+            import _signal
+
+            for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores these; undo
+                _signal.signal(sig, _signal.SIG_DFL)
             os.close(wfd)
             os.dup2(rfd, 0)
+            os.dup2(errfd, 2)
             os.setsid()  # its own process group, so a timeout can kill everything it started
             os.execve(hook["path"], args, env)
         except BaseException as e:  # noqa: BLE001
@@ -55,7 +61,20 @@ def run_one(hook: dict, payload: bytes, what: str) -> None:
         pass  # a hook need not read its stdin
     finally:
         os.close(wfd)
-    timeout = hook.get("timeout")
+    try:
+        _wait(pid, hook.get("timeout"), what, errfd)
+    finally:
+        os.close(errfd)
+
+
+def _last_line(fd: int) -> str:
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, 4096, max(0, size - 4096)).decode(errors="replace")
+    lines = [ln.strip() for ln in data.splitlines() if ln.strip()]
+    return f": {lines[-1]}" if lines else ""
+
+
+def _wait(pid: int, timeout, what: str, errfd: int) -> None:
     deadline = time.monotonic() + timeout if timeout else None
     delay = 0.0005
     while True:
@@ -73,5 +92,5 @@ def run_one(hook: dict, payload: bytes, what: str) -> None:
         delay = min(delay * 2, 0.05)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        raise RuntimeErr(f"{what} failed with exit status {code}" if code > 0
-                         else f"{what} was killed by signal {-code}")
+        raise RuntimeErr((f"{what} failed with exit status {code}" if code > 0
+                          else f"{what} was killed by signal {-code}") + _last_line(errfd))
