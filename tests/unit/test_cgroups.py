@@ -230,8 +230,11 @@ def test_is_frozen_v2(tmp_path, content, frozen):
     assert cgroups.is_frozen({UNIFIED: str(tmp_path)}) is frozen
 
 
-def test_hybrid_without_freezer_uses_no_v2_freeze(tmp_path):
+def test_hybrid_without_v1_freezer_reads_the_v2_freeze(tmp_path):
+    # freeze() falls back to cgroup.freeze there, so the status must read it too
     (tmp_path / "cgroup.freeze").write_text("1\n")
+    assert cgroups.is_frozen({UNIFIED: str(tmp_path), "memory": str(tmp_path)}) is True
+    (tmp_path / "cgroup.freeze").write_text("0\n")
     assert cgroups.is_frozen({UNIFIED: str(tmp_path), "memory": str(tmp_path)}) is False
 
 

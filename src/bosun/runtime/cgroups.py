@@ -151,7 +151,7 @@ def is_frozen(dirs: dict[str, str]) -> bool:
         if d:
             with open(os.path.join(d, "freezer.state")) as f:
                 return f.read().strip() == "FROZEN"
-        if dirs.get(UNIFIED) and list(dirs) == [UNIFIED]:
+        if dirs.get(UNIFIED):  # no v1 freezer: the v2 one, as freeze() uses
             with open(os.path.join(dirs[UNIFIED], "cgroup.freeze")) as f:
                 return f.read().strip() == "1"
     except OSError:

@@ -157,8 +157,9 @@ def plan(res: dict, layout: Layout) -> list[tuple[str, str, str, str]]:
                 add("cpu", v, "cpu.weight", shares_to_weight(cpu["shares"]))
             if cpu.get("quota") or cpu.get("period"):
                 quota = cpu.get("quota") or 0
-                add("cpu", v, "cpu.max", f"{quota if quota > 0 else 'max'} "
-                                         f"{cpu.get('period') or 100000}")
+                # no period: leave the cgroup's as it is (runc's "QUOTA" alone)
+                add("cpu", v, "cpu.max", f"{quota if quota > 0 else 'max'}" +
+                    (f" {cpu['period']}" if cpu.get("period") else ""))
             if cpu.get("burst") is not None and cpu.get("quota"):
                 add("cpu", v, "cpu.max.burst", cpu["burst"])
             if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
@@ -319,8 +320,11 @@ def apply(dirs: dict[str, str], res: dict | None, layout: Layout | None = None) 
             # v1 keeps limit <= memsw at every step: raise memsw first when the new limit
             # would exceed the current memsw (growing), the limit first otherwise.
             d = layout.path(ctrl, ver)
-            with open(os.path.join(d, "memory.memsw.limit_in_bytes")) as f:
-                cur_memsw = int(f.read())
+            try:
+                with open(os.path.join(d, "memory.memsw.limit_in_bytes")) as f:
+                    cur_memsw = int(f.read())
+            except FileNotFoundError:  # no swap accounting: memsw first, _write reports it
+                cur_memsw = -1
             new_limit = int(value)
             order = [nxt, writes[i]] if new_limit == -1 or new_limit > cur_memsw else [
                 writes[i], nxt]

@@ -121,8 +121,8 @@ class Container:
 
     # -- live status ---------------------------------------------------------------------------
     def init_alive(self) -> bool:
-        pid = self.pid
-        return bool(pid) and proc_start_time(pid) == self.record.get("pid_start")
+        pid, start = self.pid, self.record.get("pid_start")
+        return bool(pid) and start is not None and proc_start_time(pid) == start
 
     def status(self) -> str:
         if not self.init_alive():

@@ -21,7 +21,7 @@ def parse_bytes(text: str) -> int:
         value = float(num)
     except ValueError:
         raise RuntimeErr(f"invalid size {text!r}") from None
-    if value < 0:
+    if not 0 <= value < float("inf"):  # also refuses inf and nan
         raise RuntimeErr(f"invalid size {text!r}")
     return int(value * _UNITS[unit])
 
