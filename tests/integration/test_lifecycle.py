@@ -85,3 +85,17 @@ def test_run_forwards_signals_to_the_container(rt, bundles, cid):
     time.sleep(0.3)  # let sh install its trap
     p.send_signal(signal.SIGUSR1)
     assert p.wait(10) == 42
+
+
+def test_delete_force_removes_a_torn_record(rt, cid):
+    """A create killed mid-write can leave an unreadable record: --force still cleans it."""
+    d = rt.root / cid
+    d.mkdir(parents=True)
+    (d / "state.json").write_text("{not json")
+    assert rt("state", cid, check=False).returncode == 1
+    assert rt("delete", cid, check=False).returncode == 1
+    rt("delete", "--force", cid)
+    assert not d.exists()
+    # an id that is a path is refused before any path is built from it
+    p = rt("delete", "--force", "../x", check=False)
+    assert p.returncode == 1 and "invalid container id" in p.stderr

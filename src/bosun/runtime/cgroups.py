@@ -107,6 +107,12 @@ def enter(dirs: dict[str, str]) -> None:
             f.write("0")
 
 
+def move(pid: int, d: str) -> None:
+    """Move process `pid` (all its threads) into the cgroup directory d."""
+    with open(os.path.join(d, "cgroup.procs"), "w") as f:
+        f.write(str(pid))
+
+
 def join(pid: int, dirs: dict[str, str]) -> None:
     """Create the cgroups and move process `pid` (all its threads) into them."""
     create(dirs)

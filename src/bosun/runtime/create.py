@@ -52,6 +52,14 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
         os.chmod(os.path.join(cdir, FIFO), 0o622)  # umask: a non-root init must open it
         dirfd = os.open(cdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         cg_dirs = cgroups.resolve(linux.get("cgroupsPath") or "", cid)
+        if cgroups.UNIFIED in cg_dirs and len(cg_dirs) > 1:
+            # Hybrid host: its v2 hierarchy holds few controllers (here only hugetlb), and
+            # moving a process into it costs a ~20 ms RCU grace period: join it only when a
+            # limit needs it.
+            from bosun.runtime import resources
+
+            if not resources.needs_unified(cg_dirs, linux.get("resources")):
+                del cg_dirs[cgroups.UNIFIED]
         try:
             cgroups.create(cg_dirs)
         except PermissionError:
@@ -71,7 +79,7 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
         c = Container(root, cid, {"creating": True, "pid": 0, "bundle": bundle,
                                   "created": now_rfc3339(), "config": config,
                                   "cgroups": cg_dirs})
-        c.save()
+        c.save(durable=False)
         if cg_dirs and linux.get("resources"):
             from bosun.runtime import resources
 
@@ -108,7 +116,11 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
                 init_pid = msg["pid"]
                 state["pid"] = init_pid
                 c.record.update(pid=init_pid, pid_start=proc_start_time(init_pid))
-                c.save()
+                c.save(durable=False)
+                if cgroups.UNIFIED in cg_dirs:
+                    # pid 1 waits for this before it unshares its cgroup namespace
+                    cgroups.move(init_pid, cg_dirs[cgroups.UNIFIED])
+                    parent.send("placed")
                 _reap(stage1_pid)
                 stage1_pid = 0
             elif msg["t"] == "hooks":

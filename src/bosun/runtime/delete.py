@@ -7,18 +7,24 @@ import time
 
 from bosun.runtime import hooks
 from bosun.runtime.create import destroy
-from bosun.runtime.errors import NotFound, StateError
+from bosun.runtime.errors import NotFound, RuntimeErr, StateError
 from bosun.runtime.kill import container_pids
-from bosun.runtime.state import CREATED, STOPPED, Container
+from bosun.runtime.state import CREATED, STOPPED, Container, valid_id
 
 
 def delete(root: str, cid: str, force: bool = False, log=None) -> None:
+    valid_id(cid)  # before any path is built from it
     try:
         c = Container.load(root, cid)
-    except NotFound:
-        if force:
-            return
-        raise
+    except (NotFound, RuntimeErr) as e:
+        if not force:
+            raise
+        if not isinstance(e, NotFound) or os.path.isdir(Container.dir_for(root, cid)):
+            # a record lost or torn by a crash mid-create: nothing of it can be running
+            from bosun.runtime.create import remove_state_dir
+
+            remove_state_dir(Container.dir_for(root, cid))
+        return
     status = c.status()
     if status not in (STOPPED, CREATED) and not force:
         raise StateError(f"cannot delete container {cid!r} that is {status}: stop it first "

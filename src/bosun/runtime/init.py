@@ -35,7 +35,28 @@ class InitContext:
         self.cgroup_dirs = cgroup_dirs or {}
         self.extra_env = extra_env or {}
         self.keyring = keyring          # session keyring name to join; None: keep the caller's
+        self.cgroupns_pending = False   # pid 1 still has to unshare its cgroup namespace
+        self.placement_pending = False  # ...after the runtime reports it placed in cgroup v2
         self.k = kernel
+
+    def recv(self, kind: str) -> dict:
+        """The next message of `kind`; a "placed" arriving first is noted, not an error."""
+        while True:
+            msg = self.channel.recv(kind, "placed")
+            if msg["t"] == kind:
+                return msg
+            self.placement_pending = False
+
+    def enter_cgroupns(self) -> None:
+        """Wait (once) until the runtime has put us in our v2 cgroup, then unshare the
+        cgroup namespace, so that its root is the container's cgroup in every hierarchy.
+        Called as late as possible (before anything forks), so the wait overlaps our work."""
+        if self.placement_pending:
+            self.channel.recv("placed")
+            self.placement_pending = False
+        if self.cgroupns_pending:
+            self.k.unshare(K.CLONE_NEWCGROUP)
+            self.cgroupns_pending = False
 
 
 def _fail(ch, e: BaseException) -> None:
@@ -59,7 +80,10 @@ def stage1(ctx: InitContext) -> None:
     try:
         from bosun.runtime import cgroups
 
-        cgroups.enter(ctx.cgroup_dirs)  # before any namespace: the cgroupns roots here
+        # v1: join ourselves (cheap, see cgroups.enter). The v2 hierarchy's only way in takes
+        # a global lock whose RCU grace period costs ~10 ms, so the runtime moves pid 1 there
+        # while pid 1 builds the rootfs; pid 1 unshares its cgroup namespace once placed.
+        cgroups.enter({c: d for c, d in ctx.cgroup_dirs.items() if c != cgroups.UNIFIED})
         linux = ctx.config.get("linux") or {}
         paths, new = {}, 0
         for ns in linux.get("namespaces") or ():
@@ -79,11 +103,15 @@ def stage1(ctx: InitContext) -> None:
         # /proc/<pid>/exe (CVE-2019-5736). Not earlier: an unprivileged runtime must still be
         # able to write our uid_map, which dumpable=0 makes root's.
         ctx.k.prctl(K.PR_SET_DUMPABLE, 0)
-        ctx.k.unshare(new & ~K.CLONE_NEWUSER)
+        ctx.k.unshare(new & ~(K.CLONE_NEWUSER | K.CLONE_NEWCGROUP))
         if new & K.CLONE_NEWNET:
             nsenter.loopback_up()
         if new & K.CLONE_NEWTIME and linux.get("timeOffsets"):
             nsenter.write_time_offsets(linux["timeOffsets"])
+        from bosun.runtime.cgroups import UNIFIED
+
+        ctx.cgroupns_pending = bool(new & K.CLONE_NEWCGROUP)
+        ctx.placement_pending = UNIFIED in ctx.cgroup_dirs
         pid = os.fork()
         if pid == 0:
             stage2(ctx, userns=bool(new & K.CLONE_NEWUSER) or "user" in paths,
@@ -114,7 +142,8 @@ def stage2(ctx: InitContext, userns: bool, cgroupns: bool) -> None:
         linux = config.get("linux") or {}
         from bosun.runtime.rootfs import Rootfs
 
-        fs = Rootfs(config, k, userns=userns, cgroup_dirs=ctx.cgroup_dirs, cgroupns=cgroupns)
+        fs = Rootfs(config, k, userns=userns, cgroup_dirs=ctx.cgroup_dirs, cgroupns=cgroupns,
+                    enter_cgroupns=ctx.enter_cgroupns)
         if ctx.keyring:
             try:
                 k.join_session_keyring(ctx.keyring)  # don't share the host's session keyring
@@ -123,10 +152,11 @@ def stage2(ctx: InitContext, userns: bool, cgroupns: bool) -> None:
                     raise
         fs.prepare()
         ch.send("hooks")            # prestart / createRuntime run now in the runtime, then
-        state = ch.recv("hooks-done")["state"]  # createContainer here: container namespaces
+        state = ctx.recv("hooks-done")["state"]  # createContainer here: container namespaces
         if (config.get("hooks") or {}).get("createContainer"):
             from bosun.runtime import hooks
 
+            ctx.enter_cgroupns()    # hook processes must start inside the container's cgroups
             hooks.run(config, "createContainer", state)
         fs.pivot(ctx.no_pivot)
         if config.get("hostname"):
@@ -141,6 +171,7 @@ def stage2(ctx: InitContext, userns: bool, cgroupns: bool) -> None:
         # As runc: sysctls (e.g. docker's net.ipv4.ip_unprivileged_port_start) and the console
         # go in before readonlyPaths make /proc/sys (and readonly roots make /) read-only.
         fs.finalize()
+        ctx.enter_cgroupns()
         exe, env, filt = prepare_process(ctx, process)
         ch.send("ready")
         fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dir_fd)

@@ -70,14 +70,17 @@ def write_id_maps(pid: int, linux: dict) -> None:
 
 def loopback_up() -> None:
     """Bring lo up in a new network namespace, as runc does (it starts down)."""
+    import _socket  # not `socket`: its enums cost start-up time
     import fcntl
-    import socket
     import struct
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifr = fcntl.ioctl(s, 0x8913, struct.pack("16sh22x", b"lo", 0))  # SIOCGIFFLAGS
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        ifr = fcntl.ioctl(s.fileno(), 0x8913, struct.pack("16sh22x", b"lo", 0))  # SIOCGIFFLAGS
         flags = struct.unpack("16sh22x", ifr)[1]
-        fcntl.ioctl(s, 0x8914, struct.pack("16sh22x", b"lo", flags | 1))  # SIOCSIFFLAGS, IFF_UP
+        fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sh22x", b"lo", flags | 1))  # IFF_UP
+    finally:
+        s.close()
 
 
 def write_time_offsets(offsets: dict) -> None:

@@ -298,6 +298,16 @@ def enable_v2_controllers(layout: Layout, ctrls: set[str]) -> None:
                     from None
 
 
+def needs_unified(dirs: dict[str, str], res: dict | None) -> bool:
+    """On a hybrid host, does the container need the v2 hierarchy (a limit only v2 serves)?"""
+    if not res:
+        return False
+    layout = Layout(dirs)
+    if res.get("devices") is not None and layout.where("devices") != "v1":
+        return True
+    return any(v == "v2" for _, v, _, _ in plan(res, layout))
+
+
 def apply(dirs: dict[str, str], res: dict | None, layout: Layout | None = None) -> None:
     """Write linux.resources into the container's cgroups (created already)."""
     if not res:

@@ -82,7 +82,8 @@ class Rootfs:
     """Builds one container's filesystem view; runs inside the container's mount namespace."""
 
     def __init__(self, config: dict, kernel: K.Kernel = K.LINUX, userns: bool = False,
-                 cgroup_dirs: dict | None = None, cgroupns: bool = False) -> None:
+                 cgroup_dirs: dict | None = None, cgroupns: bool = False,
+                 enter_cgroupns=None) -> None:
         self.config = config
         self.k = kernel
         self.root = config["root"]["path"]
@@ -90,6 +91,7 @@ class Rootfs:
         self.userns = userns
         self.cgroup_dirs = cgroup_dirs or {}
         self.cgroupns = cgroupns
+        self.enter_cgroupns = enter_cgroupns  # called before mounting cgroup2 in its namespace
         self.rootfd = -1
 
     # -- path resolution inside the root ----------------------------------------------------
@@ -244,6 +246,8 @@ class Rootfs:
             fd = self.mkdir_all(dest)
             try:
                 if self.cgroupns:
+                    if self.enter_cgroupns is not None:
+                        self.enter_cgroupns()
                     k.mount("cgroup2", fdpath(fd), "cgroup2", flags)
                 else:
                     k.mount(self.cgroup_dirs.get(cgroups.UNIFIED, hier[cgroups.UNIFIED]),

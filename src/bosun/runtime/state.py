@@ -35,16 +35,20 @@ def valid_id(cid: str) -> None:
         raise RuntimeErr(f"invalid container id {cid!r}: use letters, digits, '_+-.'")
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write a file so that readers see the old content or the new, never a torn mix."""
+def atomic_write(path: str, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
+    """Write a file so that readers see the old content or the new, never a torn mix;
+    `durable` also makes it survive a crash (fsync of the file and of its directory)."""
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
+    if not durable:
+        return
     dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(dfd)
@@ -107,8 +111,11 @@ class Container:
             raise RuntimeErr(f"state of container {cid!r} is corrupt") from None
         return cls(root, cid, record)
 
-    def save(self) -> None:
-        atomic_write(os.path.join(self.dir, STATE_FILE), quickjson.dumps(self.record).encode())
+    def save(self, durable: bool = True) -> None:
+        """durable=False for the transient records of a create in progress: after a crash
+        no process of it survives, and `delete --force` removes even an unreadable record."""
+        atomic_write(os.path.join(self.dir, STATE_FILE), quickjson.dumps(self.record).encode(),
+                     durable=durable)
 
     @staticmethod
     def ids(root: str) -> list[str]:
