@@ -43,7 +43,7 @@ def run(root: str, cid: str, bundle: str, *, detach: bool = False, keep: bool = 
             from bosun.runtime.foreground import copy_winsize
 
             copy_winsize(0, master)  # before start: the program may ask for it right away
-        start(root, cid, log=log)
+        start(root, cid, log=log, container=c)
         if detach:
             return 0
         fwd.attach(c.pid, master)

@@ -10,27 +10,31 @@ from bosun.runtime.errors import StateError
 from bosun.runtime.state import CREATED, Container
 
 
-def start(root: str, cid: str, log=None) -> Container:
-    c = Container.load(root, cid)
+def start(root: str, cid: str, log=None, container: Container | None = None) -> Container:
+    c = container or Container.load(root, cid)
     status = c.status()
     if status != CREATED:
         raise StateError(f"cannot start a container in state {status!r}"
                          + (": it has already been started" if status == "running" else ""))
+    import select
+
+    # Opening the read end releases the init blocked opening the write end; it then writes
+    # one byte. poll() wakes on that byte (a fifo no writer has opened yet reports nothing,
+    # not a hang-up), and the timeout lets us notice an init that died instead.
     fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        delay = 0.0002
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
         while True:
+            poller.poll(50)
             try:
-                data = os.read(fd, 1)
+                if os.read(fd, 1):
+                    break
             except BlockingIOError:
-                data = None
-            if data:
-                break
-            # No writer yet (EOF) or nothing written (EAGAIN): wait, unless the init is gone.
+                pass
             if not c.init_alive():
                 raise StateError("container init exited before it could be started")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            time.sleep(0.0005)  # EOF: the writer came and went without a byte (or not yet)
     finally:
         os.close(fd)
     os.unlink(c.fifo)
