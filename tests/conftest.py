@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -93,6 +94,28 @@ class Runtime:
 
     def state(self, cid: str) -> dict:
         return json.loads(self("state", cid).stdout)
+
+    def wait_status(self, cid: str, want: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.state(cid)["status"] == want:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{cid} never reached {want}: {self.state(cid)}")
+
+    @staticmethod
+    def wait_gone(pid: int, timeout: float = 5) -> bool:
+        """True once pid has exited (gone, or a zombie awaiting its reaper)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(") ", 1)[1][0] in "ZX":
+                        return True
+            except FileNotFoundError:
+                return True
+            time.sleep(0.02)
+        return False
 
     def cleanup(self) -> None:
         if not self.root.exists():

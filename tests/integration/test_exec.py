@@ -2,20 +2,12 @@
 
 import json
 import os
-import time
 
 import pytest
 
 from bosun.kernel import caps
 
 
-def wait_status(rt, cid, want, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if rt.state(cid)["status"] == want:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{cid} never reached {want}: {rt.state(cid)}")
 
 
 @pytest.fixture
@@ -151,22 +143,10 @@ def test_exec_detach_pid_file_same_pid_namespace(rt, running, tmp_path):
 
     # killing the container takes the exec'd process with it
     rt("kill", "--all", running, "KILL")
-    wait_status(rt, running, "stopped")
-    assert wait_gone(pid), f"exec'd process {pid} survived kill --all"
+    rt.wait_status(running, "stopped")
+    assert rt.wait_gone(pid), f"exec'd process {pid} survived kill --all"
 
 
-def wait_gone(pid, timeout=5) -> bool:
-    """True once pid has exited (gone, or a zombie awaiting its reaper)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(") ", 1)[1][0] in "ZX":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_exec_detach_tty_needs_console_socket(rt, running):
@@ -178,7 +158,7 @@ def test_exec_into_stopped_container_fails(rt, bundles, cid):
     b = bundles.make(["true"])
     rt("create", "--bundle", b, cid)
     rt("start", cid)
-    wait_status(rt, cid, "stopped")
+    rt.wait_status(cid, "stopped")
     p = rt("exec", cid, "echo", "hi", check=False)
     assert p.returncode != 0
     assert "stopped" in p.stderr and p.stdout == ""

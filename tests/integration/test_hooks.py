@@ -68,26 +68,8 @@ def nothing_left(rt, cid):
     assert glob.glob(f"/sys/fs/cgroup/*/{cid}") == []
 
 
-def gone(pid, timeout=5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(") ", 1)[1][0] in "ZX":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.02)
-    return False
 
 
-def wait_status(rt, cid, want, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if rt.state(cid)["status"] == want:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{cid} never reached {want}")
 
 
 def test_all_hooks_run_once_in_order_with_state(rt, bundles, hookdir, cid):
@@ -101,7 +83,7 @@ def test_all_hooks_run_once_in_order_with_state(rt, bundles, hookdir, cid):
     created = [e[0] for e in hookdir.entries()]
     assert created == ["prestart", "createRuntime", "createContainer"]
     rt("start", cid)
-    wait_status(rt, cid, "stopped")
+    rt.wait_status(cid, "stopped")
     rt("delete", cid)
     entries = hookdir.entries()
     kinds = [e[0] for e in entries]
@@ -190,7 +172,7 @@ def test_timeout_kills_a_hung_hook_and_fails_create(rt, bundles, tmp_path, cid):
     assert p.returncode != 0
     assert "timed out" in p.stderr and "createRuntime" in p.stderr
     nothing_left(rt, cid)
-    assert gone(int(pidfile.read_text()))
+    assert rt.wait_gone(int(pidfile.read_text()))
     # the hook's own children die with it
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -237,7 +219,7 @@ def test_failing_create_hook_fails_create_and_leaves_nothing(rt, bundles, tmp_pa
     assert "Traceback" not in p.stderr
     nothing_left(rt, cid)
     init_pid = int(pidfile.read_text())
-    assert init_pid > 0 and gone(init_pid)
+    assert init_pid > 0 and rt.wait_gone(init_pid)
     # the id is free again
     b2 = bundles.make(["true"])
     rt("run", "--bundle", b2, cid)
@@ -275,7 +257,7 @@ def test_failing_poststop_hook_only_warns(rt, bundles, tmp_path, hookdir, cid):
 
     rt("create", "--bundle", bundles.make(["true"], edit=edit), cid)
     rt("start", cid)
-    wait_status(rt, cid, "stopped")
+    rt.wait_status(cid, "stopped")
     p = rt("delete", cid)
     assert "poststop" in p.stderr
     assert rt("state", cid, check=False).returncode != 0

@@ -6,14 +6,6 @@ import time
 import pytest
 
 
-def wait_status(rt, cid, want, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        s = rt.state(cid)["status"]
-        if s == want:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{cid} never reached {want}: {rt.state(cid)}")
 
 
 def test_run_foreground_prints_and_returns_status(rt, bundles, cid):
@@ -39,7 +31,7 @@ def test_create_start_state_delete(rt, bundles, tmp_path, cid):
     p = rt("delete", cid, check=False)
     assert p.returncode != 0 and "force" in p.stderr
     rt("kill", cid, "KILL")
-    wait_status(rt, cid, "stopped")
+    rt.wait_status(cid, "stopped")
     rt("delete", cid)
     assert rt("state", cid, check=False).returncode != 0
 

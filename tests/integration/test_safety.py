@@ -60,13 +60,6 @@ def host_fds(pid: int) -> dict[int, str]:
     return out
 
 
-def wait_status(rt, cid, want, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if rt.state(cid)["status"] == want:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{cid} never reached {want}")
 
 
 # -- no host fd leaks ----------------------------------------------------------------------
