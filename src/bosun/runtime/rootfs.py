@@ -125,7 +125,8 @@ class Rootfs:
                         target = self._link_target(fd, name)
                         if target is not None:
                             if _links >= 40:
-                                raise RuntimeErr(f"path {path!r}: too many symbolic links")
+                                raise RuntimeErr(
+                                    f"path {path!r}: too many symbolic links") from None
                             os.close(fd)
                             fd = -1
                             rest = "/".join(parts[i + 1:])
