@@ -259,6 +259,7 @@ def prepare_process(ctx: InitContext, process: dict) -> tuple[str, dict, object]
     P.set_rlimits(process)
     P.set_oom_score_adj(process)
     P.set_scheduling(ctx.config, ctx.k)
+    P.set_security_labels(process)
     env = P.container_env(process, ctx.extra_env)
     user = process.get("user") or {}
     if "HOME" not in env:

@@ -233,3 +233,46 @@ def set_scheduling(config: dict, kernel: K.Kernel = K.LINUX) -> None:
                                  sched.get("deadline", 0), sched.get("period", 0))
         except OSError as e:
             raise RuntimeErr(f"cannot set scheduler {sched['policy']}: {e.strerror}") from None
+
+
+def apparmor_enabled(sysfs: str = "/sys/module/apparmor/parameters/enabled") -> bool:
+    try:
+        with open(sysfs) as f:
+            return f.read().strip() == "Y"
+    except OSError:
+        return False
+
+
+def selinux_enabled(selinuxfs: str = "/sys/fs/selinux") -> bool:
+    return os.path.exists(os.path.join(selinuxfs, "enforce"))
+
+
+def set_security_labels(process: dict, apparmor: bool | None = None,
+                        selinux: bool | None = None) -> None:
+    """process.apparmorProfile / selinuxLabel, applied at the next execve — on hosts that run
+    AppArmor / SELinux; elsewhere ignored, as runc does."""
+    profile = process.get("apparmorProfile")
+    if profile and (apparmor_enabled() if apparmor is None else apparmor):
+        _write_attr(["/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"],
+                    f"exec {profile}", f"AppArmor profile {profile!r}")
+    label = process.get("selinuxLabel")
+    if label and (selinux_enabled() if selinux is None else selinux):
+        _write_attr(["/proc/self/attr/exec"], label, f"SELinux label {label!r}")
+
+
+def _write_attr(paths: list[str], value: str, what: str) -> None:
+    for p in paths:
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise RuntimeErr(f"cannot apply {what}: {e.strerror}") from None
+        try:
+            os.write(fd, value.encode())
+            return
+        except OSError as e:
+            raise RuntimeErr(f"cannot apply {what}: {e.strerror}") from None
+        finally:
+            os.close(fd)
+    raise RuntimeErr(f"cannot apply {what}: the kernel has no attr interface for it")
