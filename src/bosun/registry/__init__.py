@@ -1,0 +1,1 @@
+"""bosun's registry client: the OCI distribution API (pull, push, auth, mirrors)."""
