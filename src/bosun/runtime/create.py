@@ -10,7 +10,8 @@ import time
 
 from bosun.runtime import cgroups, hooks, spec
 from bosun.runtime.errors import RuntimeErr
-from bosun.runtime.state import FIFO, Container, atomic_write, now_rfc3339, proc_start_time, valid_id
+from bosun.runtime.state import (FIFO, Container, atomic_write, now_rfc3339, proc_start_time,
+                                 valid_id)
 
 
 def create(root: str, cid: str, bundle: str, *, console_socket: str | None = None,
@@ -51,29 +52,7 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
         os.mkfifo(os.path.join(cdir, FIFO), 0o622)
         os.chmod(os.path.join(cdir, FIFO), 0o622)  # umask: a non-root init must open it
         dirfd = os.open(cdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        cg_dirs = cgroups.resolve(linux.get("cgroupsPath") or "", cid)
-        if cgroups.UNIFIED in cg_dirs and len(cg_dirs) > 1:
-            # Hybrid host: its v2 hierarchy holds few controllers (here only hugetlb), and
-            # moving a process into it costs a ~20 ms RCU grace period: join it only when a
-            # limit needs it.
-            from bosun.runtime import resources
-
-            if not resources.needs_unified(cg_dirs, linux.get("resources")):
-                del cg_dirs[cgroups.UNIFIED]
-        try:
-            cgroups.create(cg_dirs)
-        except PermissionError:
-            # Rootless, or a user namespace without write access to the hierarchy: run
-            # without a cgroup, as runc does, unless limits were asked for.
-            cgroups.remove_created(cg_dirs)
-            wanted = [k for k, v in (linux.get("resources") or {}).items()
-                      if v and k != "devices"]
-            if wanted:
-                raise RuntimeErr(f"resource limits ({', '.join(sorted(wanted))}) need write "
-                                 "access to the cgroup hierarchy, which this user lacks") from None
-            if log is not None:
-                log.warning("no write access to the cgroup hierarchy: running without a cgroup")
-            cg_dirs = {}
+        cg_dirs = _make_cgroups(linux, cid, log)
         # A record from the start: if this process dies mid-create (kill -9), `delete
         # --force` still finds the cgroups and the init to clean up.
         c = Container(root, cid, {"creating": True, "pid": 0, "bundle": bundle,
@@ -150,6 +129,32 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
                 obj.close()
         if dirfd is not None:
             os.close(dirfd)
+
+
+def _make_cgroups(linux: dict, cid: str, log) -> dict:
+    """Create the container's cgroup in each hierarchy; {} when this user may not (rootless)."""
+    cg_dirs = cgroups.resolve(linux.get("cgroupsPath") or "", cid)
+    if cgroups.UNIFIED in cg_dirs and len(cg_dirs) > 1:
+        # Hybrid host: its v2 hierarchy holds few controllers (here only hugetlb), and moving
+        # a process into it costs a ~20 ms RCU grace period: join it only when a limit needs it.
+        from bosun.runtime import resources
+
+        if not resources.needs_unified(cg_dirs, linux.get("resources")):
+            del cg_dirs[cgroups.UNIFIED]
+    try:
+        cgroups.create(cg_dirs)
+    except PermissionError:
+        # Rootless, or a user namespace without write access to the hierarchy: run without a
+        # cgroup, as runc does, unless limits were asked for.
+        cgroups.remove_created(cg_dirs)
+        wanted = [k for k, v in (linux.get("resources") or {}).items() if v and k != "devices"]
+        if wanted:
+            raise RuntimeErr(f"resource limits ({', '.join(sorted(wanted))}) need write "
+                             "access to the cgroup hierarchy, which this user lacks") from None
+        if log is not None:
+            log.warning("no write access to the cgroup hierarchy: running without a cgroup")
+        return {}
+    return cg_dirs
 
 
 def _listen_fds_env() -> dict:
