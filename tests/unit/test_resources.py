@@ -971,3 +971,23 @@ def test_update_cli_errors_are_one_line(tmp_path, capsys, argv, code, msg):
     assert cli.main(["--root", str(tmp_path), "update", *argv, "c1"]) == code
     err = capsys.readouterr().err
     assert msg in err and "Traceback" not in err
+
+
+def test_use_hierarchy_and_check_before_update(tmp_path):
+    from bosun.runtime import resources as R
+
+    d = tmp_path / "memory"
+    d.mkdir()
+    for name, value in (("memory.usage_in_bytes", "5000000"), ("memory.limit_in_bytes", "-1"),
+                        ("memory.use_hierarchy", "0")):
+        (d / name).write_text(value)
+    layout = R.Layout({"memory": str(d)}, v2_controllers=set())
+    assert ("memory", "v1", "memory.use_hierarchy", "1") in R.plan(
+        {"memory": {"useHierarchy": True}}, layout)
+    with pytest.raises(R.RuntimeErr, match="below the current usage"):
+        R.apply({"memory": str(d)}, {"memory": {"limit": 4000000, "checkBeforeUpdate": True}},
+                layout)
+    assert (d / "memory.limit_in_bytes").read_text() == "-1"  # nothing written
+    R.apply({"memory": str(d)}, {"memory": {"limit": 6000000, "checkBeforeUpdate": True}},
+            layout)
+    assert (d / "memory.limit_in_bytes").read_text() == "6000000"

@@ -93,7 +93,8 @@ def plan(res: dict, layout: Layout) -> list[tuple[str, str, str, str]]:
     mem = {k: v for k, v in mem.items()
            if not (k in ("limit", "reservation", "swap", "kernel", "kernelTCP") and v == 0)}
     if any(mem.get(k) is not None for k in ("limit", "reservation", "swap", "swappiness",
-                                            "disableOOMKiller", "kernel", "kernelTCP")):
+                                            "disableOOMKiller", "kernel", "kernelTCP",
+                                            "useHierarchy")):
         v = _req(layout, "memory", "a memory limit")
         limit, swap = mem.get("limit"), mem.get("swap")
         if v == "v1":
@@ -115,6 +116,8 @@ def plan(res: dict, layout: Layout) -> list[tuple[str, str, str, str]]:
                 add("memory", v, "memory.swappiness", s)
             if mem.get("disableOOMKiller"):
                 add("memory", v, "memory.oom_control", 1)
+            if mem.get("useHierarchy") is not None:
+                add("memory", v, "memory.use_hierarchy", int(bool(mem["useHierarchy"])))
         else:
             if limit is not None:
                 add("memory", v, "memory.max", "max" if limit == -1 else limit)
@@ -314,6 +317,9 @@ def apply(dirs: dict[str, str], res: dict | None, layout: Layout | None = None) 
         return
     layout = layout or Layout(dirs)
     writes = plan(res, layout)
+    mem = res.get("memory") or {}
+    if mem.get("checkBeforeUpdate") and mem.get("limit") and mem["limit"] > 0:
+        _check_usage(layout, mem["limit"])
     enable_v2_controllers(layout, {c for c, v, _, _ in writes if v == "v2" and c != UNIFIED})
     for name, value in device_rules(res, layout):
         _write(os.path.join(layout.dirs["devices"], name), value)
@@ -344,6 +350,22 @@ def apply(dirs: dict[str, str], res: dict | None, layout: Layout | None = None) 
             continue
         _write(os.path.join(layout.path(ctrl, ver), name), value)
         i += 1
+
+
+def _check_usage(layout: Layout, limit: int) -> None:
+    """memory.checkBeforeUpdate: refuse a limit below what the container already uses."""
+    v = layout.where("memory")
+    if v is None:
+        return
+    name = "memory.usage_in_bytes" if v == "v1" else "memory.current"
+    try:
+        with open(os.path.join(layout.path("memory", v), name)) as f:
+            usage = int(f.read())
+    except (OSError, ValueError):
+        return  # a cgroup not created yet uses nothing
+    if limit < usage:
+        raise RuntimeErr(f"memory limit {limit} is below the current usage {usage} "
+                         "(checkBeforeUpdate)")
 
 
 def _write(path: str, value: str) -> None:
