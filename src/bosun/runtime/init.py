@@ -1,10 +1,11 @@
 """What runs inside the container before the user's program: the forked side of create/exec.
 
-create forks  stage 1: joins/unshares namespaces (the user namespace first, so that it owns
-                       the others), then forks
-              stage 2: pid 1 of the new pid namespace. Builds the rootfs, pivots, sets up the
-                       console and the process, reports "ready", then blocks opening exec.fifo
-                       until `start` opens the other end, and execs the user's program.
+create forks  stage 1: joins its v1 cgroups, joins/unshares namespaces (the user namespace
+                       first, so that it owns the others), then forks
+              stage 2: pid 1 of the new pid namespace. Builds the rootfs, pivots, unshares its
+                       cgroup namespace once placed in every hierarchy, sets up the console and
+                       the process, reports "ready", then blocks opening exec.fifo until
+                       `start` opens the other end, and execs the user's program.
 Both talk to the runtime over a Channel; any failure is sent as one error line, then _exit.
 Nothing here returns: each stage ends in _exit or execve.
 """
@@ -108,10 +109,8 @@ def stage1(ctx: InitContext) -> None:
             nsenter.loopback_up()
         if new & K.CLONE_NEWTIME and linux.get("timeOffsets"):
             nsenter.write_time_offsets(linux["timeOffsets"])
-        from bosun.runtime.cgroups import UNIFIED
-
         ctx.cgroupns_pending = bool(new & K.CLONE_NEWCGROUP)
-        ctx.placement_pending = UNIFIED in ctx.cgroup_dirs
+        ctx.placement_pending = cgroups.UNIFIED in ctx.cgroup_dirs
         pid = os.fork()
         if pid == 0:
             stage2(ctx, userns=bool(new & K.CLONE_NEWUSER) or "user" in paths,
