@@ -359,6 +359,12 @@ def test_add_layer(db):
         db.get_layer(dg("c2"))
 
 
+def test_list_layers(db):
+    assert db.list_layers() == []
+    layers = stack(db, "a", "b")
+    assert sorted(l.chain_id for l in db.list_layers()) == sorted(layers)
+
+
 def test_layer_refcounts(db):
     shared = stack(db, "base", "mid")
     top1 = db.add_layer(dg("t1"), dg("dt1"), shared[1], 5, "kt1").chain_id

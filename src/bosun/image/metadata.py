@@ -476,6 +476,11 @@ class MetadataDB:
             raise NotFound(f"layer {chain_id} not found")
         return Layer(*rows[0])
 
+    def list_layers(self) -> list[Layer]:
+        """Every recorded layer, by chain ID (for consistency checks)."""
+        return [Layer(*r) for r in self._query(
+            f"SELECT {_LAYER_COLS} FROM layers ORDER BY chain_id")]
+
     def layers_for(self, image_id: str) -> list[Layer]:
         """The image's layer stack, base first."""
         with self._tx(write=False) as conn:
