@@ -3,10 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := python3-venv python3-seccomp busybox-static runc docker.io skopeo umoci procps iproute2 hyperfine docker-registry apache2-utils
+DEB_PACKAGES := python3-venv python3-seccomp busybox-static runc docker.io skopeo umoci procps iproute2 hyperfine docker-registry apache2-utils debootstrap
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit integration bench clean
+.PHONY: install demo test unit integration bench bench-image clean
 
 $(STAMP): pyproject.toml
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -35,6 +35,10 @@ integration: install
 
 bench: install
 	$(PY) bench/runtime.py
+	$(PY) bench/image.py
+
+bench-image: install
+	$(PY) bench/image.py
 
 clean:
 	rm -rf $(VENV) .cache
