@@ -488,7 +488,12 @@ def _lock_ingest(d: str, ref: str, wait: float) -> int:
     lock = os.path.join(d, "lock")
     deadline = time.monotonic() + wait
     while True:
-        os.makedirs(d, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        except FileExistsError:
+            # makedirs saw EEXIST, then found no directory: the owner removed it between
+            # the two steps. Try again.
+            continue
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:  # the owner removed the directory just now
