@@ -59,7 +59,7 @@ from bosun.image import manifest as M
 from bosun.image import reference as R
 from bosun.image.changes import ChangeError, apply_changes, go_quote
 from bosun.image.content import ContentError, parse_digest
-from bosun.image.layer import detect_compression
+from bosun.image.layer import HashingReader, detect_compression
 
 __all__ = [
     "ArchiveError",
@@ -201,22 +201,6 @@ def _stream_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover - a pinned dependency
         pass
     return tuple(errs)
-
-
-class _HashingReader:
-    def __init__(self, src: Any) -> None:
-        self._src = src
-        self.sha = hashlib.sha256()
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._src.read(n)
-        self.sha.update(data)
-        self.count += len(data)
-        return data
-
-    def digest(self) -> str:
-        return "sha256:" + self.sha.hexdigest()
 
 
 def _platform(platform: M.Platform | str | None) -> M.Platform:
@@ -389,7 +373,7 @@ class _LayerSource:
             self.size = self.blob.size
             return
         with contextlib.closing(self.open(store)) as src:
-            h = _HashingReader(src)
+            h = HashingReader(src)
             try:
                 while h.read(_CHUNK):
                     pass
@@ -530,7 +514,7 @@ def _write_tar(store: Any, files: dict[str, bytes | _LayerSource], out: BinaryIO
                 tar.addfile(_tarinfo(name, len(item)), io.BytesIO(item))
                 continue
             with contextlib.closing(item.open(store)) as src:
-                h = _HashingReader(src)
+                h = HashingReader(src)
                 try:
                     tar.addfile(_tarinfo(name, item.size), h)
                 except _stream_errors() as e:

@@ -131,7 +131,7 @@ class _Prefixed:
         return data
 
 
-class _Hashing:
+class HashingReader:
     """Passes reads through, hashing every byte: the diff ID is computed while unpacking."""
 
     def __init__(self, src) -> None:
@@ -144,6 +144,9 @@ class _Hashing:
         self.sha.update(data)
         self.count += len(data)
         return data
+
+    def digest(self) -> str:
+        return "sha256:" + self.sha.hexdigest()
 
     def drain(self) -> None:
         """Read to the end: tar stops at its end marker, the digest covers what follows too."""
@@ -208,7 +211,7 @@ def apply_layer(stream: BinaryIO, dest: str, *, media_type: str | None = None,
     `media_type` is a hint (the magic bytes decide); `overlay` selects overlayfs whiteouts
     for a fresh layer directory instead of applying them to dest's content."""
     reader, compression = _decompressed(stream, media_type)
-    hashing = _Hashing(reader)
+    hashing = HashingReader(reader)
     try:
         root_fd = os.open(dest, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
@@ -308,7 +311,7 @@ class _Unpacker:
             log.warning("%s", msg)
 
     # -- the loop ------------------------------------------------------------------------------
-    def run(self, src: _Hashing) -> int:
+    def run(self, src: HashingReader) -> int:
         try:
             tar = tarfile.open(fileobj=src, mode="r|")
         except tarfile.ReadError:
