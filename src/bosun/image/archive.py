@@ -37,20 +37,17 @@ has none.
 
 from __future__ import annotations
 
-import bz2
 import collections
 import contextlib
 import hashlib
 import io
 import json
-import lzma
 import os
 import re
 import stat
 import tarfile
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -59,7 +56,8 @@ from bosun.image import manifest as M
 from bosun.image import reference as R
 from bosun.image.changes import ChangeError, apply_changes, go_quote
 from bosun.image.content import ContentError, parse_digest
-from bosun.image.layer import HashingReader, detect_compression
+from bosun.image.layer import (HashingReader, detect_compression, open_decompressed,
+                               read_full, stream_errors)
 
 __all__ = [
     "ArchiveError",
@@ -142,65 +140,6 @@ def _lease(store: Any) -> contextlib.AbstractContextManager:
 def _report(progress: ProgressCallback | None, event: dict) -> None:
     if progress is not None:
         progress(event)
-
-
-class _Prefixed:
-    """read(): bytes already peeked at, then the rest of the source."""
-
-    def __init__(self, head: bytes, src: Any) -> None:
-        self._head, self._src = head, src
-
-    def read(self, n: int = -1) -> bytes:
-        if not self._head:
-            return self._src.read(n)
-        if n is None or n < 0:
-            data, self._head = self._head + self._src.read(), b""
-        else:
-            data, self._head = self._head[:n], self._head[n:]
-        return data
-
-
-def _read_full(src: Any, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        chunk = src.read(n - len(out))
-        if not chunk:
-            break
-        out += chunk
-    return bytes(out)
-
-
-def open_decompressed(stream: Any) -> tuple[Any, str]:
-    """(a reader of the decompressed stream, "gzip"|"zstd"|"bzip2"|"xz"|"none"), told by
-    the magic bytes, as Docker's DecompressStream does."""
-    head = _read_full(stream, 6)
-    found = detect_compression(head)
-    src = _Prefixed(head, stream)
-    if found == "gzip":
-        import gzip
-
-        return gzip.GzipFile(fileobj=src, mode="rb"), found
-    if found == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(
-            src, read_across_frames=True, closefd=False), found
-    if found == "bzip2":
-        return bz2.BZ2File(src, "rb"), found
-    if found == "xz":
-        return lzma.LZMAFile(src, "rb"), found
-    return src, found
-
-
-def _stream_errors() -> tuple[type[BaseException], ...]:
-    errs: list[type[BaseException]] = [tarfile.TarError, EOFError, zlib.error, lzma.LZMAError]
-    try:
-        import zstandard
-
-        errs.append(zstandard.ZstdError)
-    except ImportError:  # pragma: no cover - a pinned dependency
-        pass
-    return tuple(errs)
 
 
 def _platform(platform: M.Platform | str | None) -> M.Platform:
@@ -377,7 +316,7 @@ class _LayerSource:
             try:
                 while h.read(_CHUNK):
                     pass
-            except _stream_errors() + (OSError,) as e:
+            except stream_errors() + (OSError,) as e:
                 raise ArchiveError(f"layer {self.blob.digest}: corrupt stored blob ({e})") from e
         if h.digest() != self.diff_id:
             raise ArchiveError(f"layer {self.blob.digest} decompresses to {h.digest()}, not "
@@ -517,7 +456,7 @@ def _write_tar(store: Any, files: dict[str, bytes | _LayerSource], out: BinaryIO
                 h = HashingReader(src)
                 try:
                     tar.addfile(_tarinfo(name, item.size), h)
-                except _stream_errors() as e:
+                except stream_errors() as e:
                     raise ArchiveError(f"layer {item.diff_id}: {e}") from e
             if h.digest() != item.diff_id:
                 raise ArchiveError(f"layer {item.diff_id}: the stored content changed while "
@@ -600,7 +539,7 @@ class _ArchiveReader:
             tar = tarfile.open(fileobj=reader, mode="r|", tarinfo=_SafeTarInfo)  # noqa: SIM115
         except tarfile.ReadError as e:
             raise ArchiveError(f"not a tar archive ({e})") from None
-        except _stream_errors() + (OSError,) as e:
+        except stream_errors() + (OSError,) as e:
             raise ArchiveError(f"reading the archive: {e}") from None
         count = 0
         try:
@@ -613,7 +552,7 @@ class _ArchiveReader:
                     tar.members.clear()  # stream mode would keep every header
         except ArchiveError:
             raise
-        except _stream_errors() + (OSError,) as e:
+        except stream_errors() + (OSError,) as e:
             raise ArchiveError(f"corrupt archive: {e}") from None
 
     def _member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
@@ -646,7 +585,7 @@ class _ArchiveReader:
             raise ArchiveError(f"{name} is {size} bytes, more than the {limit} allowed")
         f = tar.extractfile(m)
         assert f is not None
-        head = _read_full(f, min(size, SMALL_MEMBER))
+        head = read_full(f, min(size, SMALL_MEMBER))
         member.head = head[:16]
         # Metadata (JSON) must be read whole, so it stays in memory, within a budget; small
         # files too while the budget lasts (spooling each costs a few fsyncs).
@@ -657,7 +596,7 @@ class _ArchiveReader:
             if not fits:
                 raise ArchiveError(f"archive metadata is more than the {MAX_MEMORY} bytes "
                                    "allowed")
-            data = head + _read_full(f, size - len(head))
+            data = head + read_full(f, size - len(head))
             if len(data) != size:
                 raise ArchiveError(f"archive entry {name!r} is truncated")
             self.memory += size
@@ -1199,11 +1138,11 @@ def _ingest_rootfs(content: Any, src: Any, progress: ProgressCallback | None) ->
     """Stream the (decompressed) rootfs tar into the content store: (diff_id, size)."""
     try:
         reader, _ = open_decompressed(src)
-    except _stream_errors() + (OSError,) as e:
+    except stream_errors() + (OSError,) as e:
         raise ArchiveError(f"reading the rootfs archive: {e}") from None
     writer = content.writer(f"import-{uuid.uuid4().hex}")
     try:
-        first = _read_full(reader, 512)
+        first = read_full(reader, 512)
         if len(first) < 512:
             raise ArchiveError("not a tar archive: fewer than 512 bytes" if first
                                else "the rootfs archive is empty")
@@ -1222,7 +1161,7 @@ def _ingest_rootfs(content: Any, src: Any, progress: ProgressCallback | None) ->
                           "id": ""})
         size = writer.offset
         digest = writer.commit()
-    except _stream_errors() + (OSError,) as e:
+    except stream_errors() + (OSError,) as e:
         writer.abort()
         raise ArchiveError(f"reading the rootfs archive: {e}") from None
     except BaseException:

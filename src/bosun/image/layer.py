@@ -154,27 +154,24 @@ class HashingReader:
             pass
 
 
-def _peek(stream: BinaryIO, n: int) -> bytes:
-    head = b""
-    while len(head) < n:
-        chunk = stream.read(n - len(head))
+def read_full(stream: BinaryIO, n: int) -> bytes:
+    """Up to n bytes: fewer only at the end of the stream."""
+    out = bytearray()
+    while len(out) < n:
+        chunk = stream.read(n - len(out))
         if not chunk:
             break
-        head += chunk
-    return head
+        out += chunk
+    return bytes(out)
 
 
-def _decompressed(stream: BinaryIO, media_type: str | None):
-    """(a reader of the uncompressed stream, the compression found)."""
-    declared = compression_from_media_type(media_type) if media_type else None
-    head = _peek(stream, 6)
+def open_decompressed(stream: BinaryIO, allowed: tuple[str, ...] | None = None):
+    """(a reader of the decompressed stream, "gzip"|"zstd"|"bzip2"|"xz"|"none"), told by
+    the magic bytes as Docker's DecompressStream does; LayerError if not in `allowed`."""
+    head = read_full(stream, 6)
     found = detect_compression(head)
-    if found in ("bzip2", "xz"):
+    if allowed is not None and found not in allowed:
         raise LayerError(f"unsupported layer compression: {found}")
-    if declared is not None and declared != found:
-        # Docker and containerd go by the bytes too; registries do mislabel layers.
-        log.warning("layer media type %s says %s but the data is %s; reading it as %s",
-                    media_type, declared, found, found)
     src = _Prefixed(head, stream)
     if found == "gzip":
         import gzip
@@ -185,14 +182,35 @@ def _decompressed(stream: BinaryIO, media_type: str | None):
 
         return zstandard.ZstdDecompressor().stream_reader(
             src, read_across_frames=True, closefd=False), found
+    if found == "bzip2":
+        import bz2
+
+        return bz2.BZ2File(src, "rb"), found
+    if found == "xz":
+        import lzma
+
+        return lzma.LZMAFile(src, "rb"), found
     return src, found
 
 
-def _stream_errors() -> tuple[type[BaseException], ...]:
+def _decompressed(stream: BinaryIO, media_type: str | None):
+    """(a reader of the uncompressed layer, the compression found)."""
+    reader, found = open_decompressed(stream, allowed=("gzip", "zstd", "none"))
+    declared = compression_from_media_type(media_type) if media_type else None
+    if declared is not None and declared != found:
+        # Docker and containerd go by the bytes too; registries do mislabel layers.
+        log.warning("layer media type %s says %s but the data is %s; reading it as %s",
+                    media_type, declared, found, found)
+    return reader, found
+
+
+def stream_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean a corrupt compressed or tar stream."""
+    import lzma
     import zlib
 
-    errs: list[type[BaseException]] = [tarfile.TarError, EOFError, zlib.error]
+    errs: list[type[BaseException]] = [tarfile.TarError, EOFError, zlib.error,
+                                       lzma.LZMAError]
     try:
         import zstandard
 
@@ -219,7 +237,7 @@ def apply_layer(stream: BinaryIO, dest: str, *, media_type: str | None = None,
     try:
         size = _Unpacker(root_fd, overlay).run(hashing)
         hashing.drain()
-    except _stream_errors() as e:
+    except stream_errors() as e:
         raise LayerError(f"corrupt layer stream: {e}") from e
     except OSError as e:
         # gzip.BadGzipFile is an OSError; errors of a single entry are LayerErrors already.
