@@ -1,41 +1,23 @@
-"""Daemons the benchmarks start and always stop: Debian's docker-registry and a private
-dockerd (Debian's docker.io, with the containerd it manages). Both live in a temporary
-directory of their own; `stop()` leaves no process, mount or directory behind.
-
-The start/stop logic follows tests/integration (conftest.py's Registry, test_dockerd.py's
-Dockerd), cut down to what a pull needs: benchmarks do not import test modules.
+"""Daemons the benchmarks start and always stop: Debian's docker-registry (the tests' own
+harness, bosun.testing.registry) and a private dockerd (Debian's docker.io, with the
+containerd it manages, set up for pulls from an insecure local registry). Each lives in a
+temporary directory of its own; `stop()` leaves no process, mount or directory behind.
 """
 
 from __future__ import annotations
 
-import ctypes
-import http.client
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-_prctl = ctypes.CDLL(None).prctl  # looked up before any fork: the child only calls it
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """preexec_fn: SIGTERM the child when the benchmark dies, even by SIGKILL."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bosun.testing.registry import Registry, die_with_parent  # noqa: F401  (re-exported)
 
 
 def mountpoints_under(prefix: str | os.PathLike) -> list[str]:
@@ -90,81 +72,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return data[data.rindex(b")") + 2:][:1] not in (b"Z", b"X")
-
-
-# -------------------------------------------------------------------------------------------
-# docker-registry
-
-class Registry:
-    """docker-registry (distribution 2.8) on 127.0.0.1:<random port>, storage in workdir,
-    no authentication. host is "127.0.0.1:PORT"."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("docker-registry")
-        if binary is None:
-            raise RuntimeError("docker-registry is not installed (apt-get install docker-registry)")
-        self.workdir = workdir
-        self.storage = workdir / "storage"
-        self.storage.mkdir(parents=True)
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        config = {
-            "version": "0.1",
-            "log": {"level": "error", "accesslog": {"disabled": True}},
-            "storage": {"filesystem": {"rootdirectory": str(self.storage)},
-                        "maintenance": {"uploadpurging": {"enabled": False}}},
-            "http": {"addr": self.host, "secret": secrets.token_hex(16)},
-        }
-        cfg = workdir / "registry.yml"
-        cfg.write_text(json.dumps(config))  # JSON is YAML
-        self.log = workdir / "registry.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([binary, "serve", str(cfg)], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, start_new_session=True,
-                                         preexec_fn=die_with_parent)  # noqa: PLW1509
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_ready(self, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"docker-registry exited {self.proc.returncode}: "
-                                   f"{self.log.read_text(errors='replace')[-2000:]}")
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                c.request("GET", "/v2/")
-                c.getresponse().read()
-                c.close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"docker-registry not answering on {self.host}")
-
-    def manifest(self, repo: str, tag: str, accept: str) -> tuple[str | None, str | None, bytes]:
-        """(media type, digest, body) of a manifest; (None, None, b"") if there is none."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            c.request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": accept})
-            r = c.getresponse()
-            body = r.read()
-            if r.status != 200:
-                return None, None, b""
-            return r.getheader("Content-Type"), r.getheader("Docker-Content-Digest"), body
-        finally:
-            c.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 # -------------------------------------------------------------------------------------------

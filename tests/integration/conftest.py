@@ -12,12 +12,9 @@ signed with `openssl dgst`.
 from __future__ import annotations
 
 import base64
-import ctypes
-import http.client
 import json
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -31,23 +28,11 @@ from pathlib import Path
 
 import pytest
 
+from bosun.testing.registry import Registry
+
 REGISTRY_BIN = shutil.which("docker-registry")
 SERVICE = "bosun-test-registry"
 ISSUER = "bosun-test-issuer"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-_prctl = ctypes.CDLL(None).prctl  # looked up before any fork: the child only calls it
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _b64url(data: bytes) -> str:
@@ -56,75 +41,6 @@ def _b64url(data: bytes) -> str:
 
 # ---------------------------------------------------------------------------------------
 # docker-registry
-
-class Registry:
-    """A running docker-registry. host is "127.0.0.1:PORT"; storage its filesystem root."""
-
-    def __init__(self, workdir: Path, auth: dict | None = None, name: str = "registry"):
-        self.workdir = workdir
-        self.storage = workdir / "storage"
-        self.storage.mkdir()
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.username: str | None = None
-        self.password: str | None = None
-        self.token_server: TokenServer | None = None
-        config = {
-            "version": "0.1",
-            "log": {"level": "error", "accesslog": {"disabled": True}},
-            "storage": {"filesystem": {"rootdirectory": str(self.storage)},
-                        "delete": {"enabled": True},
-                        "maintenance": {"uploadpurging": {"enabled": False}}},
-            "http": {"addr": self.host, "secret": secrets.token_hex(16)},
-        }
-        if auth:
-            config["auth"] = auth
-        # JSON is YAML: no YAML writer needed.
-        cfg = workdir / f"{name}.yml"
-        cfg.write_text(json.dumps(config))
-        self.log = workdir / f"{name}.log"
-        with open(self.log, "wb") as log:
-            # Its own session, so a terminal's ^C reaches pytest (which stops it) and not it
-            # first; a parent death signal, so even a killed pytest leaves no registry.
-            self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_ready(self, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"docker-registry exited {self.proc.returncode}: "
-                                   f"{self.log.read_text(errors='replace')[-2000:]}")
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                c.request("GET", "/v2/")
-                c.getresponse().read()
-                c.close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"docker-registry not answering on {self.host}")
-
-    def blob_path(self, digest: str) -> Path:
-        """Where the filesystem driver keeps a blob's bytes."""
-        algo, hexd = digest.split(":", 1)
-        return self.storage / "docker/registry/v2/blobs" / algo / hexd[:2] / hexd / "data"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
 
 # ---------------------------------------------------------------------------------------
 # Token server

@@ -1,0 +1,1 @@
+"""Harness for bosun's tests and benchmarks (daemons they start), not used by bosun."""
