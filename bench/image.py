@@ -450,8 +450,8 @@ class Docker(Contender):
         if got and got != self.config:
             log(f"warning: docker's image id {got} is not the config digest {self.config}")
         self.d.docker("rmi", self.ref, check=False)
-        self.d.docker("image", "prune", "--force")
-        left = self.d.docker("images", "--all", "--quiet").stdout.split()
+        self.d.docker("image", "prune", "--force", check=True)
+        left = self.d.docker("images", "--all", "--quiet", check=True).stdout.split()
         if left:
             raise Failed(f"images left in dockerd after rmi + prune: {left}")
 
@@ -547,7 +547,9 @@ def main() -> int:
                     contenders.append(Bosun(work, ref, summary["config"]))
             elif name == "docker":
                 (work / "d").mkdir()
-                dockerd = Dockerd(work / "d", [registry.host])
+                # Debian's CLI beside Debian's daemon, when it is there
+                cli = "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else None
+                dockerd = Dockerd(work / "d", insecure_registries=[registry.host], cli=cli)
                 stack.callback(dockerd.stop)
                 dockerd.start()
                 contenders.append(Docker(dockerd, ref, summary["config"]))

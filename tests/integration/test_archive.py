@@ -1,6 +1,6 @@
 """docker import / save / load with the real image store (layers unpacked by the
 snapshotter), checked against skopeo (docker-archive: and oci: transports) and a real
-dockerd (the private one of test_dockerd.py): `docker save` → our load, our save →
+dockerd (the private one of bosun.testing.dockerd): `docker save` → our load, our save →
 `docker load` → `docker run`. Hostile archives are refused with nothing stored and nothing
 written outside. Every store lives in a temporary directory removed at teardown, after
 checking that nothing is left mounted under it."""
@@ -10,13 +10,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
-import importlib.util
 import io
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import threading
@@ -382,35 +380,28 @@ def test_hostile_archives_store_nothing(new_store, rootfs_tar, work):
 
 # -- a real dockerd ----------------------------------------------------------------------------
 
-def _dockerd_module():
-    """test_dockerd.py's Dockerd helper, or a reason to skip."""
-    path = Path(__file__).with_name("test_dockerd.py")
-    name = "bosun_archive_dockerd_helper"
-    try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    except Exception as e:  # a broken helper: skip, as when it is missing
-        sys.modules.pop(name, None)
-        return None, f"the dockerd helper of test_dockerd.py is not importable: {e}"
-    sbin = getattr(mod, "_SBIN_PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-    if mod.DOCKERD is None or mod.DOCKER is None:
-        return None, "dockerd and the docker CLI are needed"
-    if shutil.which("containerd", path=sbin) is None:
-        return None, "containerd is needed by dockerd"
-    if not mod.BIN.exists():
-        return None, f"{mod.BIN} is missing"
-    return mod, None
+def _dockerd_missing() -> str | None:
+    """Why the private dockerd can't run here, or None."""
+    from bosun.testing.dockerd import BIN, DOCKER, DOCKERD, SBIN_PATH
+
+    if DOCKERD is None or DOCKER is None:
+        return "dockerd and the docker CLI are needed"
+    if shutil.which("containerd", path=SBIN_PATH) is None:
+        return "containerd is needed by dockerd"
+    if not BIN.exists():
+        return f"{BIN} is missing"
+    return None
 
 
 @pytest.fixture(scope="module")
 def dockerd(rootfs_tar):
-    mod, why = _dockerd_module()
-    if mod is None:
+    why = _dockerd_missing()
+    if why:
         pytest.skip(why)
+    from bosun.testing.dockerd import Dockerd
+
     tmp = Path(tempfile.mkdtemp(prefix="bdk-", dir="/tmp"))  # unix sockets need short paths
-    d = mod.Dockerd(tmp)
+    d = Dockerd(tmp)
     try:
         d.start()
         d.docker("import", "--change", 'CMD ["sh"]', "-", "busybox:latest",
