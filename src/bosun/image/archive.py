@@ -56,8 +56,8 @@ from bosun.image import manifest as M
 from bosun.image import reference as R
 from bosun.image.changes import ChangeError, apply_changes, go_quote
 from bosun.image.content import ContentError, parse_digest
-from bosun.image.layer import (HashingReader, detect_compression, open_decompressed,
-                               read_full, stream_errors)
+from bosun.image.layer import (HashingReader, LayerError, clean_path, detect_compression,
+                               open_decompressed, read_full, stream_errors)
 
 __all__ = [
     "ArchiveError",
@@ -507,17 +507,10 @@ _BLOB_NAME = re.compile(r"blobs/(sha256|sha512)/([0-9a-f]+)")
 
 def _member_name(name: str) -> str:
     """A tar member name as a clean relative path; ArchiveError if it leaves the archive."""
-    parts: list[str] = []
-    for p in name.split("/"):
-        if p in ("", "."):
-            continue
-        if p == "..":
-            if not parts:
-                raise ArchiveError(f"archive entry {name!r} points outside the archive")
-            parts.pop()
-        else:
-            parts.append(p)
-    return "/".join(parts)
+    try:
+        return "/".join(clean_path(name))
+    except LayerError:
+        raise ArchiveError(f"archive entry {name!r} points outside the archive") from None
 
 
 class _ArchiveReader:
