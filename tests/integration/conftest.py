@@ -382,3 +382,18 @@ def repo_name(request) -> str:
     base = "".join(c if c.isalnum() else "-" for c in base).strip("-")[:40].strip("-")
     return f"t/{base}-{secrets.token_hex(3)}"
 
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    """A private `bosun daemon` with a busybox image, one per test module; teardown asserts
+    nothing (process, mount, runtime state) was left behind."""
+    from bosun.testing.daemon import BosunDaemon, import_busybox
+
+    d = BosunDaemon(str(tmp_path_factory.mktemp("bosund")))
+    d.data_root.mkdir(parents=True, exist_ok=True)
+    import_busybox(str(d.data_root))
+    d.start()
+    yield d
+    problems = d.teardown()
+    assert not problems, problems

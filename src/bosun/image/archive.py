@@ -69,6 +69,7 @@ __all__ = [
     "open_decompressed",
     "save",
     "save_oci_layout",
+    "store_local_image",
 ]
 
 OCI_LAYOUT_FILE = "oci-layout"
@@ -1195,9 +1196,8 @@ def import_rootfs(store: Any, source: BinaryIO | str, *, ref: str | None = None,
 def _import(store: Any, source: BinaryIO | str, target: R.Reference | None,
             plat: M.Platform, run_config: dict[str, Any], message: str,
             progress: ProgressCallback | None) -> str:
-    content = store.content
     with _open_source(source, progress) as (src, from_src):
-        diff_id, size = _ingest_rootfs(content, src, progress)
+        diff_id, size = _ingest_rootfs(store.content, src, progress)
     created = M.Timestamp.from_unix(time.time()).rfc3339nano()
     comment = message or f"Imported from {from_src}"
     try:
@@ -1211,13 +1211,29 @@ def _import(store: Any, source: BinaryIO | str, target: R.Reference | None,
     doc["os"] = plat.os
     doc["rootfs"] = {"type": "layers", "diff_ids": [diff_id]}
     doc["history"] = [{"created": created, "comment": comment}]
-    config = _go_json(doc)
+    image_id = store_local_image(store, doc, [M.Descriptor(M.OCI_LAYER, diff_id, size)],
+                                 refs=[str(target)] if target else [])
+    _report(progress, {"status": image_id})
+    return image_id
+
+
+def store_local_image(store: Any, config_doc: dict[str, Any], layers: Sequence[M.Descriptor],
+                      *, refs: Sequence[str] = (), docker: bool = False) -> str:
+    """Add an image made here (`import`, `commit`): its config `config_doc` (written as
+    Go's JSON, keys in the given order) and a manifest over `layers` go into the content
+    store, then ImageStore.add_image() records it with `refs`. Each layer's blob is in the
+    content store or the layer is unpacked already. The manifest is OCI, or Docker's schema
+    2 with `docker`. Returns the image ID. Callers hold the store's lease: the new blobs are
+    unreferenced until add_image."""
+    content = store.content
+    config = _go_json(config_doc)
     config_digest = _sha256(config)
     manifest = _go_json({
         "schemaVersion": 2,
-        "mediaType": M.OCI_MANIFEST,
-        "config": {"mediaType": M.OCI_CONFIG, "digest": config_digest, "size": len(config)},
-        "layers": [{"mediaType": M.OCI_LAYER, "digest": diff_id, "size": size}],
+        "mediaType": M.DOCKER_MANIFEST if docker else M.OCI_MANIFEST,
+        "config": {"mediaType": M.DOCKER_CONFIG if docker else M.OCI_CONFIG,
+                   "digest": config_digest, "size": len(config)},
+        "layers": [d.to_dict() for d in layers],
     })
     manifest_digest = _sha256(manifest)
     for data, digest in ((config, config_digest), (manifest, manifest_digest)):
@@ -1225,9 +1241,7 @@ def _import(store: Any, source: BinaryIO | str, target: R.Reference | None,
             with content.writer(f"import-{digest}", digest, len(data)) as w:
                 w.write(data)
                 w.commit()
-    image_id = store.add_image(manifest_digest, refs=[str(target)] if target else [])
-    _report(progress, {"status": image_id})
-    return image_id
+    return store.add_image(manifest_digest, refs=list(refs))
 
 
 # -- OCI image layout directories --------------------------------------------------------------

@@ -14,6 +14,43 @@ def exec_process(root: str, cid: str, process: dict, *, detach: bool = False,
                  console_socket: str | None = None, pid_file: str | None = None,
                  preserve_fds: int = 0, log=None) -> int:
     """Start `process` in container `cid`. Returns its exit status, or 0 when detached."""
+    fwd = ours = console = None
+    if not detach:
+        from bosun.runtime.foreground import Forwarder, console_size
+
+        K.LINUX.prctl(K.PR_SET_CHILD_SUBREAPER, 1)
+        fwd = Forwarder()
+    if process.get("terminal") and not console_socket:
+        if detach:
+            raise RuntimeErr("--tty with --detach needs a --console-socket")
+        from bosun.runtime.channel import Channel
+
+        a, b = Channel.pair()
+        ours, console = a.sock, b.sock
+        size = console_size(0)  # our terminal's size, set before the process starts
+        if size:
+            process = dict(process, consoleSize=size)
+    try:
+        exec_pid, master = spawn(root, cid, process, console_socket=console_socket,
+                                 console=console, receive_console=ours,
+                                 preserve_fds=preserve_fds)
+    finally:
+        if ours is not None:
+            ours.close()
+    if pid_file:
+        atomic_write(os.path.abspath(pid_file), str(exec_pid).encode(), 0o644)
+    if detach:
+        return 0
+    fwd.attach(exec_pid, master)
+    return fwd.wait()
+
+
+def spawn(root: str, cid: str, process: dict, *, console_socket: str | None = None,
+          console=None, receive_console=None, preserve_fds: int = 0) -> tuple[int, int]:
+    """Start `process` in container `cid` and return (its pid, pty master or -1) once it has
+    exec'd. The process is re-parented to the nearest subreaper (the caller should be one to
+    wait for it). With process.terminal the pty master goes to `console_socket` (a path) or
+    `console` (a connected socket); pass the other end as `receive_console` to get it back."""
     c = Container.load(root, cid)
     status = c.status()
     if status not in (RUNNING, CREATED):
@@ -30,24 +67,11 @@ def exec_process(root: str, cid: str, process: dict, *, detach: bool = False,
     from bosun.runtime.init import preload, setup_console
     from bosun.runtime.process import cloexec_from
 
-    fwd = console = ours = None
     terminal = bool(process.get("terminal"))
-    if not detach:
-        from bosun.runtime.foreground import Forwarder, console_size
-
-        K.LINUX.prctl(K.PR_SET_CHILD_SUBREAPER, 1)
-        fwd = Forwarder()
-    if terminal:
-        if console_socket:
-            console = connect_console(console_socket)
-        elif not detach:
-            a, b = Channel.pair()
-            ours, console = a.sock, b.sock
-            size = console_size(0)  # our terminal's size, set before the process starts
-            if size:
-                process = dict(process, consoleSize=size)
-        else:
-            raise RuntimeErr("--tty with --detach needs a --console-socket")
+    if terminal and console is None and not console_socket:
+        raise RuntimeErr("process.terminal is set: a console socket is required")
+    if console_socket:
+        console = connect_console(console_socket)
     cg_dirs = c.record.get("cgroups") or {}
     config = dict(c.config, process=process)
     preload(config)  # nothing can be imported once inside the container's mount namespace
@@ -85,12 +109,10 @@ def exec_process(root: str, cid: str, process: dict, *, detach: bool = False,
         except EOFError:
             pass
         master = -1
-        if ours is not None:
+        if receive_console is not None:
             console.close()
-            master = recv_fd(ours)
-            ours.close()
-        if pid_file:
-            atomic_write(os.path.abspath(pid_file), str(exec_pid).encode(), 0o644)
+            console = None
+            master = recv_fd(receive_console)
     except BaseException:
         for p in (exec_pid, pid):
             if p:
@@ -104,7 +126,4 @@ def exec_process(root: str, cid: str, process: dict, *, detach: bool = False,
         parent.close()
         if console is not None and console_socket:
             console.close()
-    if detach:
-        return 0
-    fwd.attach(exec_pid, master)
-    return fwd.wait()
+    return exec_pid, master

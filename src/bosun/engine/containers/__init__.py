@@ -1,0 +1,1 @@
+"""Container verbs, one module each; `Engine` methods are their front door."""

@@ -1,0 +1,210 @@
+"""create: a container record, its writable snapshot and its /etc files — all or nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+
+from bosun.engine import names
+from bosun.engine.container import Container, new_state, now_rfc3339
+from bosun.engine.errors import Conflict, InvalidParameter, NotFound
+
+# Config keys of a create body (the rest of the body is HostConfig/NetworkingConfig).
+_CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout",
+                "AttachStderr", "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd",
+                "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir", "Entrypoint",
+                "NetworkDisabled", "MacAddress", "OnBuild", "Labels", "StopSignal",
+                "StopTimeout", "Shell")
+
+
+def image_error(e: Exception) -> Exception:
+    """The image store's errors as engine errors."""
+    from bosun.image import metadata, reference
+
+    if isinstance(e, metadata.NotFound):
+        return NotFound(str(e))
+    if isinstance(e, (metadata.AmbiguousPrefix, reference.InvalidReference, ValueError)):
+        return InvalidParameter(str(e))
+    if isinstance(e, metadata.Conflict):
+        return Conflict(str(e))
+    return e
+
+
+def create(engine, body: dict, name: str | None, platform: str | None = None) -> dict:
+    from bosun.engine.createconfig import merge_image_config, normalize_host_config
+
+    if not isinstance(body, dict):
+        raise InvalidParameter("Config cannot be empty in order to create a container")
+    image = body.get("Image")
+    if not image or not isinstance(image, str):
+        raise InvalidParameter("No image specified" if not image else "invalid Image")
+    try:
+        image_id = engine.images.resolve(image)
+        image_config = engine.images.config(image_id)
+        chain = engine.images.layer_chain(image_id)
+    except Exception as e:  # noqa: BLE001
+        raise image_error(e) from None
+    request = {k: body[k] for k in _CONFIG_KEYS if body.get(k) is not None}
+    config = merge_image_config(request, image_config.config.legacy_dict())
+    config["Image"] = image
+    host_config = normalize_host_config(body.get("HostConfig"),
+                                        cgroups_v2=_cgroup_v2())
+    _fill_defaults(engine, host_config)
+
+    cid = engine.new_id()
+    name = _reserve_name(engine, name, cid)
+    if not config.get("Hostname"):
+        config["Hostname"] = (socket.gethostname() if host_config.get("NetworkMode") == "host"
+                              else cid[:12])
+    cmd = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
+    cdir = engine.container_dir(cid)
+    made_snapshot = made_ref = False
+    try:
+        os.makedirs(cdir, 0o700)
+        rootfs = engine.images.snapshots.mount_container(cid, chain)
+        made_snapshot = True
+        engine.images.db.add_container_ref(cid, image_id)
+        made_ref = True
+        from bosun.engine import etcfiles
+
+        paths = etcfiles.write_all(cdir, config["Hostname"], host_config)
+        log_path = ""
+        if host_config["LogConfig"]["Type"] == "json-file":
+            log_path = os.path.join(cdir, f"{cid}-json.log")
+        doc = {
+            "Id": cid,
+            "Created": now_rfc3339(),
+            "Path": cmd[0] if cmd else "",
+            "Args": cmd[1:],
+            "State": new_state(),
+            "Image": image_id,
+            "ResolvConfPath": paths["ResolvConfPath"],
+            "HostnamePath": paths["HostnamePath"],
+            "HostsPath": paths["HostsPath"],
+            "LogPath": log_path,
+            "Name": "/" + name,
+            "RestartCount": 0,
+            "Driver": _driver_name(engine),
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": None,
+            "HostConfig": host_config,
+            "GraphDriver": _graph_driver(engine, cid, rootfs),
+            "Mounts": _mount_points(host_config),
+            "Config": config,
+            "NetworkSettings": _network_settings(host_config),
+        }
+        meta = {"rootfs": rootfs, "chain": chain, "manual_stop": False,
+                "networking": body.get("NetworkingConfig") or {}}
+        engine.store.insert(doc, meta)
+    except BaseException:
+        with engine.lock:
+            if engine.names.get(name) == cid:
+                del engine.names[name]
+        if made_ref:
+            engine.images.db.remove_container_ref(cid)
+        if made_snapshot:
+            engine.images.snapshots.remove_container(cid)
+        shutil.rmtree(cdir, ignore_errors=True)
+        raise
+    c = Container(doc, meta)
+    with engine.lock:
+        engine.containers[cid] = c
+    engine.emit(c, "create")
+    return {"Id": cid, "Warnings": []}
+
+
+def _reserve_name(engine, name: str | None, cid: str) -> str:
+    """Claim the name in the index at once, so a concurrent create sees it taken."""
+    with engine.lock:
+        if name:
+            name = names.check(name)
+            holder = engine.names.get(name)
+            if holder is not None:
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
+                               f'container "{holder}". You have to remove (or rename) that '
+                               "container to be able to reuse that name.")
+        else:
+            for attempt in range(20):
+                name = names.generate(attempt)
+                if name not in engine.names:
+                    break
+        engine.names[name] = cid
+    return name
+
+
+def _cgroup_v2() -> bool:
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+def _fill_defaults(engine, hc: dict) -> None:
+    lc = hc.get("LogConfig") or {}
+    if not lc.get("Type"):
+        hc["LogConfig"] = {"Type": engine.config.log_driver,
+                           "Config": dict(engine.config.log_opts)}
+    if not hc.get("Ulimits") and engine.config.default_ulimits:
+        hc["Ulimits"] = [dict(v, Name=k) for k, v in engine.config.default_ulimits.items()]
+
+
+def _driver_name(engine) -> str:
+    from bosun.image.snapshot import OverlaySnapshotter
+
+    return "overlay2" if isinstance(engine.images.snapshots, OverlaySnapshotter) else "vfs"
+
+
+def _graph_driver(engine, cid: str, rootfs: str) -> dict:
+    data = {"MergedDir": rootfs}
+    try:
+        data["UpperDir"] = engine.images.snapshots.upper_dir(cid)
+        data["WorkDir"] = os.path.join(os.path.dirname(data["UpperDir"]), "work")
+    except Exception:  # noqa: BLE001
+        pass
+    return {"Data": data, "Name": _driver_name(engine)}
+
+
+def _mount_points(hc: dict) -> list[dict]:
+    """inspect's Mounts: what Binds, Mounts and Tmpfs ask for."""
+    out = []
+    for bind in hc.get("Binds") or ():
+        parts = bind.split(":")
+        src, dst = parts[0], parts[1] if len(parts) > 1 else parts[0]
+        opts = parts[2].split(",") if len(parts) > 2 else []
+        named = not src.startswith("/")
+        out.append({"Type": "volume" if named else "bind",
+                    **({"Name": src} if named else {}),
+                    "Source": "" if named else src, "Destination": dst,
+                    "Mode": ",".join(opts), "RW": "ro" not in opts,
+                    "Propagation": "" if named else next(
+                        (o for o in opts if o.endswith(("shared", "slave", "private"))),
+                        "rprivate")})
+    for m in hc.get("Mounts") or ():
+        t = m.get("Type", "bind")
+        entry = {"Type": t, "Source": m.get("Source", "") if t == "bind" else "",
+                 "Destination": m.get("Target", ""), "Mode": "",
+                 "RW": not m.get("ReadOnly", False),
+                 "Propagation": ((m.get("BindOptions") or {}).get("Propagation") or "rprivate")
+                 if t == "bind" else ""}
+        if t == "volume":
+            entry["Name"] = m.get("Source", "")
+        out.append(entry)
+    return out
+
+
+def _network_settings(hc: dict) -> dict:
+    mode = hc.get("NetworkMode") or "bridge"
+    networks = {}
+    if not mode.startswith("container:"):
+        networks[mode] = {"IPAMConfig": None, "Links": None, "Aliases": None,
+                          "MacAddress": "", "NetworkID": "", "EndpointID": "", "Gateway": "",
+                          "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                          "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                          "DriverOpts": None, "DNSNames": None}
+    return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
+            "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "Networks": networks}

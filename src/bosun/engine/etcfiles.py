@@ -1,0 +1,80 @@
+"""The /etc/hostname, /etc/hosts and /etc/resolv.conf the engine bind-mounts into a container,
+generated as Docker generates them."""
+
+from __future__ import annotations
+
+import os
+
+from bosun.runtime.state import atomic_write
+
+_HOSTS_BASE = ("127.0.0.1\tlocalhost\n"
+               "::1\tlocalhost ip6-localhost ip6-loopback\n"
+               "fe00::0\tip6-localnet\n"
+               "ff00::0\tip6-mcastprefix\n"
+               "ff02::1\tip6-allnodes\n"
+               "ff02::2\tip6-allrouters\n")
+_DEFAULT_DNS = ("8.8.8.8", "8.8.4.4")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def hosts(host_config: dict, extra_lines: list[str] = ()) -> str:
+    if host_config.get("NetworkMode") == "host":
+        text = _read("/etc/hosts") or _HOSTS_BASE
+    else:
+        text = _HOSTS_BASE + "".join(f"{line}\n" for line in extra_lines)
+    for entry in host_config.get("ExtraHosts") or ():
+        name, sep, addr = entry.partition(":")
+        if sep and addr:
+            text += f"{addr}\t{name}\n"
+    return text
+
+
+def resolv_conf(host_config: dict) -> str:
+    """The host's resolv.conf with loopback nameservers dropped (unreachable from a network
+    namespace), Docker's public defaults if none is left, and the container's --dns* flags."""
+    host = _read("/etc/resolv.conf")
+    servers, search, options, other = [], [], [], []
+    for line in host.splitlines():
+        words = line.split()
+        if not words or words[0].startswith(("#", ";")):
+            continue
+        if words[0] == "nameserver" and len(words) > 1:
+            servers.append(words[1])
+        elif words[0] in ("search", "domain"):
+            search = words[1:]
+        elif words[0] == "options":
+            options = words[1:]
+    if host_config.get("NetworkMode") != "host":
+        servers = [s for s in servers if not (s.startswith("127.") or s == "::1")]
+        if not servers:
+            servers = list(_DEFAULT_DNS)
+    if host_config.get("Dns"):
+        servers = list(host_config["Dns"])
+    if host_config.get("DnsSearch"):
+        search = list(host_config["DnsSearch"])
+    if host_config.get("DnsOptions"):
+        options = list(host_config["DnsOptions"])
+    out = [f"nameserver {s}" for s in servers]
+    if search and search != ["."]:
+        out.append("search " + " ".join(search))
+    if options:
+        out.append("options " + " ".join(options))
+    return "\n".join(out + other) + "\n"
+
+
+def write_all(directory: str, hostname: str, host_config: dict) -> dict[str, str]:
+    """Write the three files into `directory`; return their paths by inspect key."""
+    paths = {"HostnamePath": os.path.join(directory, "hostname"),
+             "HostsPath": os.path.join(directory, "hosts"),
+             "ResolvConfPath": os.path.join(directory, "resolv.conf")}
+    atomic_write(paths["HostnamePath"], f"{hostname}\n".encode(), 0o644)
+    atomic_write(paths["HostsPath"], hosts(host_config).encode(), 0o644)
+    atomic_write(paths["ResolvConfPath"], resolv_conf(host_config).encode(), 0o644)
+    return paths

@@ -1,0 +1,210 @@
+"""Harness shared by bosun's integration tests and benchmarks: a private `bosun daemon` whose
+data-root, exec-root and socket live in a temporary directory, driven by the real docker CLI
+(DOCKER_HOST) or the docker SDK. `teardown()` removes every container, then checks that no
+shim, mount, cgroup or directory is left, and reports what it had to clean itself.
+
+Not used by bosun itself; it lives in the package so tests and benchmarks share one copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from bosun.testing.dockerd import DOCKER, _alive, mountpoints_under, unmount_under
+
+PY = sys.executable
+
+
+def busybox_tar(cache_dir: str) -> str:
+    """A busybox root filesystem tarball (Debian's busybox-static), built once."""
+    from bosun.demo import CACHE, build_busybox_rootfs
+
+    rootfs = build_busybox_rootfs(os.path.join(CACHE, "rootfs", "busybox"))
+    out = os.path.join(cache_dir, "busybox-rootfs.tar")
+    if not os.path.exists(out):
+        tmp = out + f".tmp{os.getpid()}"
+        with tarfile.open(tmp, "w") as tar:
+            for name in sorted(os.listdir(rootfs)):
+                tar.add(os.path.join(rootfs, name), arcname=name)
+        os.replace(tmp, out)
+    return out
+
+
+def import_busybox(data_root: str, ref: str = "busybox:latest") -> str:
+    """Put a busybox image into the image store under data_root (as `docker import` would)."""
+    from bosun.demo import CACHE
+    from bosun.image.archive import import_rootfs
+    from bosun.image.store import ImageStore
+
+    os.makedirs(CACHE, exist_ok=True)
+    with ImageStore(os.path.join(data_root, "image")) as store:
+        return import_rootfs(store, busybox_tar(CACHE), ref=ref, changes=['CMD ["sh"]'])
+
+
+class BosunDaemon:
+    def __init__(self, workdir: str | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="bosun-daemon-"))
+        self.data_root = self.workdir / "data"
+        self.exec_root = self.workdir / "exec"
+        self.socket = self.workdir / "bosun.sock"
+        self.host = f"unix://{self.socket}"
+        self.log_path = self.workdir / "daemon.log"
+        self.extra_args = tuple(extra_args)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, DOCKER_HOST=self.host)
+        env.pop("DOCKER_CONTEXT", None)
+        env["DOCKER_CONFIG"] = str(self.workdir / "docker-config")
+        return env
+
+    def start(self, timeout: float = 30) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not (self.workdir / "daemon.json").exists():
+            (self.workdir / "daemon.json").write_text("{}")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [PY, "-m", "bosun.cli", "daemon", "-H", self.host, "--data-root",
+             str(self.data_root), "--exec-root", str(self.exec_root), "--config-file",
+             str(self.workdir / "daemon.json"), "--pidfile", str(self.workdir / "bosun.pid"),
+             *self.extra_args],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bosun daemon exited: {self.log_tail()}")
+            if self.socket.exists() and self._ping():
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"bosun daemon did not come up: {self.log_tail()}")
+
+    def _ping(self) -> bool:
+        import socket
+
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(str(self.socket))
+            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return s.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def docker(self, *args: str, input: bytes | None = None, timeout: float = 120,
+               check: bool = True) -> subprocess.CompletedProcess:
+        r = subprocess.run([DOCKER, *args], env=self.env, input=input, capture_output=True,
+                           timeout=timeout)
+        if check and r.returncode:
+            raise AssertionError(f"docker {' '.join(args)} → {r.returncode}\n"
+                                 f"{r.stderr.decode(errors='replace')}\n{self.log_tail()}")
+        return r
+
+    def client(self):
+        import docker
+
+        return docker.DockerClient(base_url=self.host, version="1.47", timeout=120)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        """Stop the daemon (SIGKILL simulates a crash); containers keep running."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if sig == signal.SIGKILL:
+            # the fork-server notices its daemon is gone and exits; give it a moment
+            time.sleep(0.05)
+        self.proc = None
+
+    def shim_pids(self) -> list[int]:
+        """Processes of this daemon's shims (they outlive the daemon)."""
+        out = []
+        needle = str(self.exec_root).encode()
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    f.read(0)
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if needle in cmd and _alive(int(name)):
+                out.append(int(name))
+        return out
+
+    def teardown(self) -> list[str]:
+        """Remove all containers, stop the daemon, clean up; return what was left over."""
+        problems = []
+        if self.proc is not None and self.proc.poll() is None:
+            r = self.docker("ps", "-aq", check=False, timeout=30)
+            ids = r.stdout.decode().split()
+            if ids:
+                self.docker("rm", "-f", *ids, check=False, timeout=120)
+        self.stop()
+        from bosun.runtime.delete import delete
+        from bosun.runtime.errors import RuntimeErr
+
+        runtime_root = self.exec_root / "runtime"
+        if runtime_root.is_dir():
+            for name in os.listdir(runtime_root):
+                problems.append(f"runtime state left: {name[:12]}")
+                try:
+                    delete(str(runtime_root), name, force=True)
+                except RuntimeErr:
+                    pass
+        for pid in _shims_of(self.exec_root):
+            problems.append(f"shim left: {pid}")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        left = mountpoints_under(self.workdir)
+        if left:
+            problems.append(f"mounts left: {left}")
+            unmount_under(self.workdir)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return problems
+
+
+def _shims_of(exec_root: Path) -> list[int]:
+    """Live processes whose cwd or open files point into exec_root (shims hold shim.sock)."""
+    out = []
+    root = str(exec_root)
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{name}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{name}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith(root):
+                    if _alive(int(name)):
+                        out.append(int(name))
+                    break
+        except OSError:
+            continue
+    return out
