@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := python3-venv python3-seccomp busybox-static runc docker.io skopeo umoci procps iproute2 hyperfine docker-registry apache2-utils debootstrap
+DEB_PACKAGES := python3-venv python3-seccomp busybox-static runc docker.io skopeo umoci procps iproute2 hyperfine docker-registry apache2-utils debootstrap tini
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test unit integration bench bench-image clean
@@ -34,7 +34,9 @@ integration: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration
 
 bench: install
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 	$(PY) bench/runtime.py
+	$(PY) bench/engine.py
 	$(PY) bench/image.py
 
 bench-image: install

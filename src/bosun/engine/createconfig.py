@@ -46,6 +46,23 @@ LOG_DRIVERS = {"json-file": ("max-file", "max-size", "compress", "labels", "labe
                              "env", "env-regex", "tag"),
                "local": ("max-file", "max-size", "compress"),
                "none": None}
+# HostConfig fields Docker's inspect always shows (no omitempty in its Go struct), with the
+# zero value a request that leaves them out gets: clients index them without a check.
+HOST_CONFIG_ZERO = {
+    "Binds": None, "ContainerIDFile": "", "PortBindings": {}, "AutoRemove": False,
+    "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None, "Dns": None,
+    "DnsOptions": None, "DnsSearch": None, "ExtraHosts": None, "GroupAdd": None, "Cgroup": "",
+    "Links": None, "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False,
+    "SecurityOpt": None, "UsernsMode": "", "Isolation": "", "CpuShares": 0, "Memory": 0,
+    "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": None,
+    "BlkioDeviceReadBps": None, "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None,
+    "BlkioDeviceWriteIOps": None, "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
+    "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": None,
+    "DeviceCgroupRules": None, "DeviceRequests": None, "MemoryReservation": 0,
+    "MemorySwap": 0, "MemorySwappiness": None, "PidsLimit": None, "Ulimits": None,
+    "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+    "MaskedPaths": None, "ReadonlyPaths": None,
+}
 IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
 
@@ -199,6 +216,8 @@ def normalize_host_config(hc: dict | None, cgroups_v2: bool = False) -> dict:
         if out.get("ReadonlyPaths") is None:
             out["ReadonlyPaths"] = list(DEFAULT_READONLY_PATHS)
     out.setdefault("ConsoleSize", [0, 0])
+    for key, zero in HOST_CONFIG_ZERO.items():
+        out.setdefault(key, copy.copy(zero))
     return out
 
 
@@ -579,6 +598,20 @@ def _sysctls(hc: dict) -> None:
 def known_capabilities() -> list[str]:
     """Every capability this kernel has, as Docker's GetAllCapabilities."""
     return list(capnames.NAMES[:K.last_cap() + 1])
+
+
+def held_capabilities() -> list[str]:
+    """The known capabilities this process holds (CapEff): what --privileged and --cap-add ALL
+    give, as Docker (oci/caps) gives what the daemon has. A host that withheld some (a
+    container host without CAP_SYS_RESOURCE) could not hand them on: capset fails. All the
+    known ones when /proc cannot say."""
+    known = known_capabilities()
+    try:
+        with open("/proc/self/status") as f:
+            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return known
+    return [name for name in known if eff >> capnames.NUMBERS[name] & 1]
 
 
 def normalize_capabilities(names: list[str] | None) -> list[str]:

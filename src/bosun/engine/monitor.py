@@ -43,6 +43,9 @@ class Monitor:
         self._adds: list[tuple[socket.socket, object]] = []
         self._thread: threading.Thread | None = None
         self._stop = False
+        from bosun.engine.health import Prober
+
+        self.health = Prober(engine)  # healthchecks: probes are execs run by the shims
 
     def start(self) -> None:
         self.sel.register(self._r, selectors.EVENT_READ, None)
@@ -52,6 +55,7 @@ class Monitor:
     def stop(self) -> None:
         self._stop = True
         self._wake()
+        self.health.close()
         if self._thread is not None:
             self._thread.join(5)
 
@@ -144,7 +148,7 @@ class Monitor:
                     if c.shim is s:
                         c.shim = None
                     self._spawn(self.exited, c, msg)
-                elif msg.get("event") == "exec-exit":
+                elif msg.get("event") == "exec-exit" and not self.health.exec_exited(msg):
                     from bosun.engine.containers.exec import exited
 
                     exited(self.engine, msg["exec_id"], msg.get("exit_code"))
@@ -171,6 +175,7 @@ class Monitor:
         with c.lock:
             if not c.running and c.status != RESTARTING:
                 return  # already handled (restore and the monitor both saw it)
+            self.health.stop(c)
             ran = _ran_for(c)
             cleanup_after_exit(engine, c)
             c.set_exited(code, result.get("finished_at"), bool(result.get("oom_killed")),
@@ -180,6 +185,8 @@ class Monitor:
             if restart:
                 c.set_restarting()
                 c.state["ExitCode"] = code
+                # counted when decided (as Docker), so on-failure:N allows exactly N restarts
+                c.doc["RestartCount"] = c.doc.get("RestartCount", 0) + 1
             engine.save(c)
         engine.emit(c, "die", exitCode=str(code))
         if restart:
@@ -198,16 +205,14 @@ class Monitor:
     def _restart(self, c) -> None:
         from bosun.engine.containers.start import start
 
-        with c.lock:
+        with c.lock:  # held through start: a stop or rm -f meanwhile cannot be overtaken
             c.restart_timer = None
             if c.removed or c.status != RESTARTING or c.meta.get("manual_stop"):
                 return
-            c.doc["RestartCount"] = c.doc.get("RestartCount", 0) + 1
-        try:
-            start(self.engine, c, restarting=True)
-        except Exception as e:  # noqa: BLE001
-            log.warning("restart of %s failed: %s", c.id[:12], e)
-            with c.lock:
+            try:
+                start(self.engine, c, restarting=True)
+            except Exception as e:  # noqa: BLE001
+                log.warning("restart of %s failed: %s", c.id[:12], e)
                 if c.status == RESTARTING:
                     c.set_exited(c.state.get("ExitCode") or 128, error=str(e))
                     self.engine.save(c)

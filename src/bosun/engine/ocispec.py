@@ -94,7 +94,7 @@ def build_spec(container: dict, *, rootfs: str, user: tuple[int, int, list[int]]
                init_path: str | None, cgroup_parent: str = "bosun", cgroups_v2: bool = False,
                netns_path: str | None = None, ns_paths: dict[str, str] | None = None,
                volume_paths: dict[str, str] | None = None,
-               shm_path: str | None = None) -> dict:
+               shm_path: str | None = None, host_caps: list[str] | None = None) -> dict:
     """The config.json for `container`.
 
     user: (uid, gid, additional gids), from createconfig.resolve_user.
@@ -105,11 +105,13 @@ def build_spec(container: dict, *, rootfs: str, user: tuple[int, int, list[int]]
     volume_paths: named volume → its host directory; an anonymous volume (a bare "/dest"
         bind, a Mount without Source, an image VOLUME) is keyed by its destination.
     shm_path: the shared /dev/shm of a shareable or container:<id> IPC mode.
+    host_caps: the capabilities the daemon holds (createconfig.held_capabilities), which
+        --privileged and --cap-add ALL give; None → every capability the kernel knows.
     """
     cfg = container.get("Config") or {}
     hc = container.get("HostConfig") or {}
     security = parse_security_opts(hc.get("SecurityOpt"))
-    caps = capabilities(hc)
+    caps = capabilities(hc, host_caps)
     hostname = cfg.get("Hostname") or (container.get("Id") or "")[:12]
     use_init = bool(hc.get("Init")) and init_path is not None and not hc.get("PidMode")
     spec = {
@@ -181,15 +183,16 @@ def container_env(cfg: dict, hostname: str) -> list[str]:
     return [e for e in env if e is not None]
 
 
-def capabilities(hc: dict) -> list[str]:
+def capabilities(hc: dict, host_caps: list[str] | None = None) -> list[str]:
     """Docker's TweakCapabilities: the default 14 ± CapAdd/CapDrop, "ALL" on either side; all
-    the kernel's when privileged."""
+    of `host_caps` (default: the kernel's) when privileged."""
+    every = known_capabilities() if host_caps is None else list(host_caps)
     if hc.get("Privileged"):
-        return known_capabilities()
+        return every
     add = normalize_capabilities(hc.get("CapAdd"))
     drop = normalize_capabilities(hc.get("CapDrop"))
     if "ALL" in add:
-        caps = [c for c in known_capabilities() if c not in drop]
+        caps = [c for c in every if c not in drop]
     elif "ALL" in drop:
         caps = list(add)
     else:

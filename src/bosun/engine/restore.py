@@ -6,7 +6,10 @@
   (no file: the shim was killed; the container, if alive, is killed too — nothing may run
   unmonitored).
 - Whatever no record owns is removed: runtime state, bundles, snapshots, container dirs.
-- Containers whose restart policy says so are started again.
+- Containers whose restart policy says so are started again (Docker's rule at daemon start:
+  `always`; `unless-stopped` unless the user stopped it; `on-failure` after a non-zero exit
+  with retries left).
+- Re-adopted containers with a healthcheck are probed again, keeping their health status.
 """
 
 from __future__ import annotations
@@ -33,11 +36,16 @@ def restore(engine) -> None:
         if c.running or c.status in (PAUSED, RESTARTING):
             try:
                 engine.monitor.watch(c)
+                engine.monitor.health.start(c, fresh=False)
                 continue  # alive: adopted
             except ShimGone:
                 pass
             result = read_exit_file(engine, c)
-            if result is None:
+            if result is None and c.status == RESTARTING:
+                # it was waiting out its back-off: nothing ran, its last exit still holds
+                result = {"exit_code": c.state.get("ExitCode", 0),
+                          "finished_at": c.state.get("FinishedAt")}
+            elif result is None:
                 killed = _kill_orphan(engine, c)
                 result = {"exit_code": 137 if killed else 255,
                           "error": "" if killed else "container monitor vanished"}
@@ -54,14 +62,27 @@ def restore(engine) -> None:
 
                 remove(engine, c, force=True)
                 continue
-        policy = (c.doc["HostConfig"].get("RestartPolicy") or {}).get("Name") or "no"
-        if not c.removed and not c.running and c.status == "exited" and (
-                policy == "always" or (policy == "unless-stopped"
-                                       and not c.meta.get("manual_stop"))):
+        if not c.removed and not c.running and c.status == "exited" and restart_at_boot(c):
             to_start.append(c)
     _sweep(engine)
     if to_start:
         threading.Thread(target=_start_all, args=(engine, to_start), daemon=True).start()
+
+
+def restart_at_boot(c) -> bool:
+    """Whether a stopped container starts with the daemon: Docker's ShouldRestart, asked of a
+    fresh restart manager (so `always` ignores an earlier stop by the user)."""
+    policy = c.doc["HostConfig"].get("RestartPolicy") or {}
+    name = policy.get("Name") or "no"
+    if name == "always":
+        return True
+    if name == "unless-stopped":
+        return not c.meta.get("manual_stop")
+    if name == "on-failure":
+        limit = policy.get("MaximumRetryCount") or 0
+        return c.state.get("ExitCode", 0) != 0 and (
+            not limit or c.doc.get("RestartCount", 0) < limit)
+    return False
 
 
 def _start_all(engine, containers) -> None:

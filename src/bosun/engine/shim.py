@@ -12,7 +12,10 @@ to it over `shim.sock` (SOCK_SEQPACKET, one JSON message per packet, fds by SCM_
     {"op": "attach", stdin, stdout, stderr,   + the client socket; output is framed with
      "detach_keys"}                             Docker's 8-byte headers unless the tty is on
     {"op": "exec", "exec_id", "process",      + the client socket unless detached
-     stdin, stdout, stderr}                   → {"ok", "pid"} or {"error"}
+     stdin, stdout, stderr, "capture"?}       → {"ok", "pid"} or {"error"}; with "capture": N
+                                                its exec-exit also carries "output" (the first
+                                                N bytes of stdout+stderr, base64), "truncated"
+    {"op": "kill_exec", "exec_id", "signal"}  → {"ok"} or {"error"} (healthcheck timeouts)
     {"op": "resize", "h", "w", "exec_id"?}    {"op": "close_stdin"}
 
 One thread, one epoll loop: no locks, and the fork shares nearly all its memory.
@@ -114,6 +117,9 @@ class Proc:
         self.clients: list[Client] = []
         self.status: int | None = None
         self.deadline = 0.0
+        self.capture = 0  # keep this many bytes of output (a healthcheck's), when > 0
+        self.captured: bytearray | None = None
+        self.truncated = False
 
     def stdio(self, want_stdin: bool, devnull: int) -> tuple[list[int], list[int]]:
         """Make the pipes; return (fds for the child's 0,1,2, our ends to close on failure)."""
@@ -171,27 +177,25 @@ class Shim:
                                      max_file=opts.get("max_file", 1))
         from bosun.runtime.create import create
 
-        def start(console, receive) -> tuple[int, int]:
-            pid = create(self.root, self.id, self.args["bundle"], console=console).pid
-            if receive is None:
-                return pid, -1
-            from bosun.runtime.channel import recv_fd
-
-            console.close()  # create leaves a passed-in socket to us
-            return pid, recv_fd(receive)
+        def start(console) -> int:
+            return create(self.root, self.id, self.args["bundle"], console=console).pid
 
         p = self.init
         p.pid = self._start_proc(p, bool(self.args.get("stdin")), start)
         self.procs[p.pid] = p
 
     def _start_proc(self, p: Proc, want_stdin: bool, start) -> int:
-        """Run `start(console, receive)` — which forks the process and returns (pid, pty
-        master or -1) — with its stdio wired: a pty whose master comes back over a socket
-        pair, or three pipes placed on our fds 0,1,2 for the fork to inherit."""
+        """Run `start(console)` — which forks the process and returns its pid — with its stdio
+        wired: a pty whose master comes back over a socket pair, or three pipes placed on our
+        fds 0,1,2 for the fork to inherit."""
         if p.tty:
+            from bosun.runtime.channel import recv_fd
+
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                pid, master = start(theirs, ours)
+                pid = _in_child(lambda: start(theirs))
+                theirs.close()
+                master = recv_fd(ours)
             finally:
                 ours.close()
                 theirs.close()
@@ -204,7 +208,7 @@ class Shim:
         try:
             for i, fd in enumerate(theirs):
                 os.dup2(fd, i)
-            pid, _ = start(None, None)
+            pid = _in_child(lambda: start(None))
         except BaseException:
             for fd in list(p.outputs) + ([p.stdin] if p.stdin >= 0 else []):
                 os.close(fd)
@@ -303,6 +307,10 @@ class Shim:
                     p.stdin = -1
             return
         stream = p.outputs[fd]
+        if p.captured is not None:
+            room = p.capture - len(p.captured)
+            p.captured += data[:max(room, 0)]
+            p.truncated = p.truncated or len(data) > room
         if self.log is not None and p is self.init:
             self.log.write("stdout" if stream == 1 else "stderr", data)
         for c in list(p.clients):
@@ -383,6 +391,8 @@ class Shim:
                 reply = self._attach(self.init, msg, fds)
             elif op == "exec":
                 reply = self._exec(msg, fds)
+            elif op == "kill_exec":
+                reply = self._kill_exec(msg)
             elif op == "resize":
                 reply = self._resize(msg)
             elif op == "close_stdin":
@@ -442,12 +452,13 @@ class Shim:
 
         process = msg["process"]
         p = Proc(msg["exec_id"], bool(process.get("terminal")))
+        if msg.get("capture"):
+            p.capture, p.captured = int(msg["capture"]), bytearray()
         sock = socket.socket(fileno=fds[0]) if fds else None
         fds[:1] = []
 
-        def start(console, receive) -> tuple[int, int]:
-            return spawn(self.root, self.id, process, console=console,
-                         receive_console=receive)
+        def start(console) -> int:
+            return spawn(self.root, self.id, process, console=console)[0]
 
         try:
             p.pid = self._start_proc(p, bool(msg.get("stdin")), start)
@@ -462,10 +473,25 @@ class Shim:
             self._attach(p, msg, fds_passed)
         return {"ok": True, "pid": p.pid}
 
+    def _kill_exec(self, msg: dict) -> dict:
+        p = next((q for q in self.procs.values()
+                  if q.exec_id is not None and q.exec_id == msg.get("exec_id")), None)
+        if p is None:
+            return {"error": "no such exec"}
+        if p.status is None:  # not reaped yet: the pid is still this process's
+            os.kill(p.pid, int(msg.get("signal") or signal.SIGKILL))
+        return {"ok": True}
+
     def _exec_done(self, p: Proc) -> None:
         del self.procs[p.pid]
+        event = {"event": "exec-exit", "exec_id": p.exec_id, "exit_code": p.status}
+        if p.captured is not None:
+            import binascii
+
+            event["output"] = binascii.b2a_base64(p.captured, newline=False).decode()
+            event["truncated"] = p.truncated
+        self._notify(event)  # before the client sees EOF: it asks for the exit code next
         self._close_proc(p)
-        self._notify({"event": "exec-exit", "exec_id": p.exec_id, "exit_code": p.status})
 
     def _close_proc(self, p: Proc) -> None:
         for fd in list(p.outputs):
@@ -515,6 +541,46 @@ class Shim:
             os.unlink(os.path.join(self.dir, SOCK_FILE))
         except FileNotFoundError:
             pass
+
+
+def _in_child(fn) -> int:
+    """Run fn() — a runtime create or exec, which returns the pid of the process it started —
+    in a short-lived child, and return that pid. Its allocations (the parsed config with its
+    seccomp profile, the runtime's modules' state) then never dirty this long-lived process's
+    pages, most of which stay shared with the fork-server. The started process, orphaned when
+    the runtime's intermediate exits, is re-parented to us, the subreaper."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            out = {"pid": fn()}
+        except BaseException as e:  # noqa: BLE001
+            out = {"error": str(e) or type(e).__name__}
+        try:
+            os.write(w, json.dumps(out).encode() + b"\n")
+        finally:
+            os._exit(0)
+    os.close(w)
+    # Up to the newline, not EOF: the started process holds the pipe until it execs.
+    chunks = []
+    while not chunks or not chunks[-1].endswith(b"\n"):
+        data = os.read(r, 65536)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(r)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # the SIGCHLD handler's reap got there first
+    try:
+        out = json.loads(b"".join(chunks))
+    except ValueError:
+        out = {"error": "the runtime's helper process died"}
+    if "error" in out:
+        raise RuntimeError(out["error"])
+    return out["pid"]
 
 
 def _oom_killed(root: str, cid: str) -> bool:

@@ -37,7 +37,10 @@ def start(root: str, cid: str, log=None, container: Container | None = None) -> 
             time.sleep(0.0005)  # EOF: the writer came and went without a byte (or not yet)
     finally:
         os.close(fd)
-    os.unlink(c.fifo)
+    try:
+        os.unlink(c.fifo)
+    except FileNotFoundError:
+        pass  # the process ran, exited and was deleted by its monitor (a shim) meanwhile
     if (c.config.get("hooks") or {}).get("poststart"):
         # The program has been started; it may already have exited, but the hook is told
         # about the process it was started as.

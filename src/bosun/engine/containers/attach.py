@@ -38,14 +38,15 @@ def attach(engine, c, sock, *, stdin: bool = False, stdout: bool = False,
         if c.status == PAUSED:
             sock.close()
             raise Conflict("cannot attach to a paused container, unpause it first")
-        if not c.running:
+        queued = not c.running
+        if queued:
             c.pending_attach.append((sock, opts))
-            return
-    try:
-        engine.monitor.attach(c, sock, opts)
-    except ShimGone:
-        pass  # it exited meanwhile: the socket is closed, the client sees the end
-    engine.emit(c, "attach")
+    if not queued:
+        try:
+            engine.monitor.attach(c, sock, opts)
+        except ShimGone:
+            pass  # it exited meanwhile: the socket is closed, the client sees the end
+    engine.emit(c, "attach")  # queued or not, as Docker (`docker run` attaches before start)
 
 
 def _replay(engine, c, sock, stdout: bool, stderr: bool, tty: bool) -> None:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
+import time
 
 from bosun.engine.container import PAUSED
 from bosun.engine.errors import Conflict, InvalidParameter, NotFound
 
 _KEEP_FINISHED = 1000  # exec records kept after they end (Docker keeps them until the
 #                        container goes; a bound keeps a busy daemon's memory flat)
+EXIT_WAIT = 2.0  # how long inspect waits for the exit notice of an exec whose process is gone
 
 
 def _get(engine, exec_id: str) -> dict:
@@ -44,7 +47,7 @@ def create(engine, c, body: dict) -> str:
         "OpenStdout": bool(body.get("AttachStdout")), "CanRemove": False,
         "ContainerID": c.id, "DetachKeys": body.get("DetachKeys") or "", "Pid": 0,
         "_env": list(body.get("Env") or []), "_cwd": body.get("WorkingDir") or "",
-        "_size": body.get("ConsoleSize"),
+        "_size": body.get("ConsoleSize"), "_done": threading.Event(),
     }
     _prune(engine)
     engine.emit(c, f"exec_create: {' '.join(cmd)}", execID=exec_id)
@@ -106,6 +109,7 @@ def _failed(engine, e: dict, sock, error: str) -> None:
     low = error.lower()
     e["ExitCode"] = 127 if ("not found" in low or "no such file" in low) else 126
     e["Running"] = False
+    e["_done"].set()
     if sock is not None:
         text = (f"OCI runtime exec failed: exec failed: unable to start container process: "
                 f"{error}: unknown\r\n").encode()
@@ -128,6 +132,7 @@ def exited(engine, exec_id: str, code) -> None:
     e["ExitCode"] = 255 if code is None else int(code)
     e["Running"] = False
     e["Pid"] = 0
+    e["_done"].set()
     try:
         c = engine.get(e["ContainerID"])
         engine.emit(c, "exec_die", execID=exec_id, exitCode=str(e["ExitCode"]))
@@ -137,7 +142,24 @@ def exited(engine, exec_id: str, code) -> None:
 
 def inspect(engine, exec_id: str) -> dict:
     e = _get(engine, exec_id)
+    _await_exit_notice(engine, e)
     return {k: v for k, v in e.items() if not k.startswith("_")}
+
+
+def _await_exit_notice(engine, e: dict) -> None:
+    """The shim ends the client's stream and sends us the exit code at the same moment, on
+    another connection: `docker exec` and docker-py's exec_run, which ask for the exit code as
+    soon as the stream ends, may get here first. So while the process is gone (or its start
+    is still being recorded) and no exit code has come, wait for it — briefly. (A container
+    that ended takes its execs' notices with it: nothing to wait for then.)"""
+    from bosun.runtime.state import proc_start_time
+
+    c = engine.containers.get(e["ContainerID"])
+    deadline = time.monotonic() + EXIT_WAIT
+    while (e.get("_started") and e["ExitCode"] is None and c is not None and c.running
+           and not (e["Pid"] and proc_start_time(e["Pid"]) is not None)
+           and time.monotonic() < deadline):
+        e["_done"].wait(0.02)
 
 
 def resize(engine, exec_id: str, h: int, w: int) -> None:
@@ -175,9 +197,9 @@ def _process(engine, c, e: dict) -> dict:
                                       c.doc["HostConfig"].get("GroupAdd") or [])
         process["user"] = {"uid": uid, "gid": gid, "additionalGids": gids}
     if pc["privileged"]:
-        from bosun.kernel.caps import NAMES
+        from bosun.engine.createconfig import held_capabilities
 
-        caps = list(NAMES)
+        caps = held_capabilities()  # what the daemon holds, as for --privileged
         process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
     size = e.get("_size")
     if pc["tty"] and isinstance(size, list) and len(size) == 2:

@@ -33,9 +33,8 @@ def kill(engine, c, sig: str | None) -> None:
     with c.lock:
         if not c.running or c.status == RESTARTING:
             raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is not running")
-        if num == 9:
-            c.meta["manual_stop"] = True  # SIGKILL by the user: no restart (as Docker)
-            engine.save(c)
+        c.meta["manual_stop"] = True  # killed by the user: no restart (as Docker)
+        engine.save(c)
         paused = c.status == PAUSED
     send(engine, c, num)
     if paused and num == 9:

@@ -63,7 +63,11 @@ def start(engine, c, *, restarting: bool = False) -> None:
             raise SystemErr(_oci_error(msg)) from None
         c.meta["manual_stop"] = False
         c.meta["shim_pid"] = shim_pid
+        if not restarting:  # a start by the user (or at daemon start): a fresh restart policy
+            c.doc["RestartCount"] = 0
+            c.meta.pop("backoff", None)
         c.set_running(pid)
+        engine.monitor.health.start(c, fresh=True)
         engine.save(c)
     engine.emit(c, "start")
 
@@ -151,7 +155,7 @@ def _log_opts(cfg: dict) -> dict:
 
 
 def _spec(engine, c, rootfs: str) -> dict:
-    from bosun.engine.createconfig import resolve_user
+    from bosun.engine.createconfig import held_capabilities, resolve_user
     from bosun.engine.ocispec import build_spec
 
     hc = c.doc["HostConfig"]
@@ -178,4 +182,4 @@ def _spec(engine, c, rootfs: str) -> dict:
                       resolv_path=c.doc.get("ResolvConfPath") or None,
                       init_path=init_path, cgroup_parent=engine.config.cgroup_parent,
                       cgroups_v2=os.path.exists("/sys/fs/cgroup/cgroup.controllers"),
-                      ns_paths=ns_paths)
+                      ns_paths=ns_paths, host_caps=held_capabilities())

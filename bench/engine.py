@@ -1,0 +1,210 @@
+"""The engine: `bosun daemon` vs dockerd (Debian's docker.io, runc), both driven by the same
+docker CLI, in one run.
+
+  run      `docker run --rm busybox true`, N rounds, the two daemons taking turns
+  memory   host memory per idle container: `used` (MemTotal - MemAvailable, page cache
+           dropped first) after starting 100 `sleep` containers minus before, / 100
+  start100 wall time to start 100 containers concurrently (100 `docker run -d` at once)
+  ps200    `docker ps -a` with 200 containers, median of N
+
+Targets (issue #5): run ≤ 0.35×, memory ≤ 0.25×, start100 ≤ 0.5×, ps200 ≤ 0.5× dockerd's.
+Writes bench/engine.json and the chart bench/engine.png. Everything started is removed at
+exit, also on ^C.
+
+    make bench        # or: .venv/bin/python bench/engine.py [-n ROUNDS] [--containers 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+from daemons import Dockerd, remove_tree  # noqa: E402
+
+from bosun.demo import CACHE  # noqa: E402
+from bosun.testing.daemon import BosunDaemon, busybox_tar, import_busybox  # noqa: E402
+
+TARGETS = {"run": 0.35, "memory": 0.25, "start100": 0.5, "ps200": 0.5}
+
+
+def log(msg: str) -> None:
+    print(f"bench/engine: {msg}", file=sys.stderr, flush=True)
+
+
+class Contender:
+    """A daemon and the docker CLI pointed at it."""
+
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.name, self.env = name, env
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 300) -> str:
+        p = subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True,
+                           timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and p.returncode:
+            raise RuntimeError(f"{self.name}: docker {' '.join(args)}: {p.stderr.strip()}")
+        return p.stdout
+
+    def timed(self, *args: str) -> float:
+        t0 = time.perf_counter()
+        self.docker(*args)
+        return time.perf_counter() - t0
+
+    def remove_all(self) -> None:
+        ids = self.docker("ps", "-aq").split()
+        for i in range(0, len(ids), 50):
+            self.docker("rm", "-f", *ids[i:i + 50])
+
+
+def used_memory() -> int:
+    """MemTotal - MemAvailable, with the page cache dropped first (where allowed)."""
+    subprocess.run(["sync"])
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
+    except OSError:
+        pass
+    time.sleep(1)
+    info = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, v = line.split(":", 1)
+            info[k] = int(v.split()[0]) * 1024
+    return info["MemTotal"] - info["MemAvailable"]
+
+
+def bench_run(cs: list[Contender], rounds: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {c.name: [] for c in cs}
+    for c in cs:
+        c.timed("run", "--rm", "busybox", "true")  # warm-up
+    for i in range(rounds):
+        for c in (cs if i % 2 == 0 else cs[::-1]):
+            times[c.name].append(c.timed("run", "--rm", "busybox", "true"))
+    return times
+
+
+def bench_start_and_memory(c: Contender, n: int) -> tuple[float, float]:
+    before = used_memory()
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        list(pool.map(lambda i: c.docker("run", "-d", "--name", f"idle{i}", "busybox",
+                                         "sleep", "86400"), range(n)))
+    wall = time.perf_counter() - t0
+    time.sleep(3)
+    running = len(c.docker("ps", "-q").split())
+    if running != n:
+        raise RuntimeError(f"{c.name}: {running} of {n} containers running")
+    per = (used_memory() - before) / n
+    c.remove_all()
+    return wall, per
+
+
+def bench_ps(c: Contender, n: int, rounds: int) -> list[float]:
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: c.docker("create", "--name", f"ps{i}", "busybox", "true"),
+                      range(n)))
+    c.timed("ps", "-a")
+    out = [c.timed("ps", "-a") for _ in range(rounds)]
+    c.remove_all()
+    return out
+
+
+def chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {"run": "docker run --rm\n(ms)", "memory": "memory per idle\ncontainer (MiB)",
+              "start100": "100 concurrent\nstarts (s)", "ps200": "ps -a, 200\ncontainers (ms)"}
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.4))
+    for ax, key in zip(axes, labels):
+        r = results[key]
+        vals = [r["bosun"], r["dockerd"]]
+        bars = ax.bar(["bosun", "dockerd"], vals, color=["#2a9d8f", "#8d99ae"])
+        ax.set_title(labels[key], fontsize=10)
+        ax.bar_label(bars, fmt="%.3g", fontsize=9)
+        ax.set_yticks([])
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+        ax.set_xlabel(f"{r['ratio']:.2f}× (target ≤ {TARGETS[key]}×)", fontsize=9)
+    fig.suptitle("bosun daemon vs dockerd, same docker CLI, same machine", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", "--rounds", type=int, default=20)
+    ap.add_argument("--containers", type=int, default=100)
+    ap.add_argument("--ps", type=int, default=200)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        log("needs root")
+        return 1
+    tmp = Path(tempfile.mkdtemp(prefix="bosun-bench-engine-"))
+    bosun = BosunDaemon(str(tmp / "bosun"))
+    dockerd = Dockerd(tmp / "dockerd")
+    (tmp / "dockerd").mkdir()
+    try:
+        bosun.data_root.mkdir(parents=True)
+        import_busybox(str(bosun.data_root))
+        bosun.start()
+        dockerd.start()
+        os.makedirs(CACHE, exist_ok=True)
+        with open(busybox_tar(CACHE), "rb") as f:
+            dockerd.docker("import", "--change", 'CMD ["sh"]', "-", "busybox:latest",
+                           input=f.read(), check=True, timeout=120)
+        cs = [Contender("bosun", bosun.env), Contender("dockerd", dockerd.cli_env)]
+        results: dict = {}
+        log(f"run: {args.rounds} rounds each")
+        runs = bench_run(cs, args.rounds)
+        results["run"] = {k: statistics.median(v) * 1000 for k, v in runs.items()}
+        results["start100"], results["memory"] = {}, {}
+        for c in cs:
+            log(f"{c.name}: {args.containers} concurrent starts, then memory")
+            wall, per = bench_start_and_memory(c, args.containers)
+            results["start100"][c.name] = wall
+            results["memory"][c.name] = per / (1 << 20)
+        results["ps200"] = {}
+        for c in cs:
+            log(f"{c.name}: ps -a with {args.ps} containers")
+            results["ps200"][c.name] = statistics.median(bench_ps(c, args.ps, args.rounds)) * 1000
+        for key, r in results.items():
+            r["ratio"] = r["bosun"] / r["dockerd"] if r["dockerd"] else float("inf")
+        results["dockerd_version"] = dockerd.version
+        (HERE / "engine.json").write_text(json.dumps(results, indent=2) + "\n")
+        try:
+            chart(results, HERE / "engine.png")
+        except ImportError:
+            log("matplotlib not installed: no chart (make bench installs it)")
+        units = {"run": "ms", "memory": "MiB", "start100": "s", "ps200": "ms"}
+        print(f"{'':12} {'bosun':>10} {'dockerd':>10} {'ratio':>7} {'target':>7}")
+        for key in TARGETS:
+            r = results[key]
+            print(f"{key:12} {r['bosun']:>8.3g}{units[key]:>2} {r['dockerd']:>8.3g}"
+                  f"{units[key]:>2} {r['ratio']:>7.2f} {'≤' + str(TARGETS[key]):>7}")
+        return 0
+    finally:
+        for name, fn in (("bosun", bosun.teardown), ("dockerd", dockerd.teardown)):
+            try:
+                left = fn()
+                if left:
+                    log(f"{name} teardown: {left}")
+            except Exception as e:  # noqa: BLE001
+                log(f"{name} teardown failed: {e}")
+        remove_tree(tmp)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
