@@ -120,7 +120,9 @@ class Runtime:
     def cleanup(self) -> None:
         if not self.root.exists():
             return
-        for cid in os.listdir(self.root):
+        from bosun.runtime.state import Container
+
+        for cid in Container.dirs(str(self.root)):
             subprocess.run(self.cmd("delete", "--force", cid), capture_output=True, timeout=60)
 
 
@@ -129,7 +131,9 @@ def rt(tmp_path):
     r = Runtime(tmp_path / "state")
     yield r
     r.cleanup()
-    left = os.listdir(r.root) if r.root.exists() else []
+    from bosun.runtime.state import Container
+
+    left = Container.dirs(str(r.root))
     assert not left, f"containers left behind: {left}"
 
 

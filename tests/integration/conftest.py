@@ -397,3 +397,20 @@ def daemon(tmp_path_factory):
     yield d
     problems = d.teardown()
     assert not problems, problems
+
+
+@pytest.fixture(scope="module")
+def client(daemon):
+    """A docker SDK (docker-py) client of the module's daemon."""
+    c = daemon.client()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def no_containers_after(daemon):
+    """Use (autouse in a module) so each test leaves no container behind for the next."""
+    yield
+    ids = daemon.docker("ps", "-aq").stdout.decode().split()
+    if ids:
+        daemon.docker("rm", "-f", *ids)

@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
 import time
 
 import pytest
 
+from bosun.testing.daemon import inspect_container as inspect
+from bosun.testing.daemon import wait_for
 from bosun.testing.dockerd import DOCKER
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.skipif(DOCKER is None, reason="no docker CLI")]
-
-
-def inspect(daemon, name: str) -> dict:
-    return json.loads(daemon.docker("inspect", "--type", "container", name).stdout)[0]
-
-
-def wait_for(what, timeout: float = 10.0, step: float = 0.05):
-    """Poll what() until it returns something true; that value (AssertionError on timeout)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what.__doc__ or what}")
-        time.sleep(step)
 
 
 def status(daemon, name: str) -> tuple[str, int]:

@@ -22,21 +22,12 @@ import pytest
 
 from bosun.testing.dockerd import DOCKER, mountpoints_under
 
-pytestmark = [pytest.mark.root,
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("no_containers_after"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.skipif(DOCKER is None, reason="no docker CLI")]
 
 CGROUP_V1 = not os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 DOCKER_DEFAULT_CAPS = 0xa80425fb  # CapEff of a default `docker run` container
-
-
-@pytest.fixture(autouse=True)
-def _clean(daemon):
-    """Each test leaves no container behind for the next."""
-    yield
-    ids = daemon.docker("ps", "-aq").stdout.decode().split()
-    if ids:
-        daemon.docker("rm", "-f", *ids)
 
 
 def out(daemon, *args: str, check: bool = True) -> str:

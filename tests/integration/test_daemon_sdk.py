@@ -13,27 +13,12 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.root,
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("no_containers_after"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
 docker = pytest.importorskip("docker")
 
 TIMESTAMP = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ")
-
-
-@pytest.fixture(scope="module")
-def client(daemon):
-    c = daemon.client()
-    yield c
-    c.close()
-
-
-@pytest.fixture(autouse=True)
-def _clean(client):
-    """Each test leaves no container behind for the next."""
-    yield
-    for ct in client.containers.list(all=True):
-        ct.remove(force=True)
 
 
 def wait_for(predicate, timeout: float = 10, interval: float = 0.05):

@@ -254,7 +254,35 @@ def test_prober_stops_with_the_container_and_skips_a_paused_one(prober):
     assert len(engine.monitor.sent) == n  # frozen: not probed
     with c2.lock:
         c2.set_paused(False)
+    p.start(c2, fresh=False)  # as unpause does
     wait_for(lambda: len(engine.monitor.sent) > n)
+
+
+def test_prober_pause_kills_the_probe_in_flight_and_unpause_resumes(prober):
+    p, engine = prober
+    c = container({"Test": ["CMD", "true"], "Interval": 10 * MS, "Timeout": 30 * MS})
+    c.state["Health"] = {"Status": "healthy", "FailingStreak": 0, "Log": [entry(0)]}
+    p.start(c, fresh=False)
+    msg = wait_for(lambda: sent(engine, "exec"))[0]
+    with c.lock:
+        c.set_paused(True)
+        p.pause(c)
+    assert sent(engine, "kill_exec") == [{"op": "kill_exec", "exec_id": msg["exec_id"],
+                                          "signal": 9}]
+    time.sleep(0.1)  # past the probe's timeout and several intervals
+    assert len(sent(engine, "exec")) == 1 and len(sent(engine, "kill_exec")) == 1
+    with c.lock:
+        c.set_paused(False)
+    p.start(c, fresh=False)
+    # the killed probe's exit comes back after the unpause: its exec_die is sent, and its
+    # result (killed: it would read as a timeout) is not recorded
+    assert p.exec_exited({"event": "exec-exit", "exec_id": msg["exec_id"], "exit_code": 137})
+    wait_for(lambda: "exec_die" in engine.events)
+    probe = wait_for(lambda: sent(engine, "exec")[1:])[0]
+    assert p.exec_exited({"event": "exec-exit", "exec_id": probe["exec_id"], "exit_code": 0})
+    wait_for(lambda: len(c.state["Health"]["Log"]) == 2)
+    assert [e["ExitCode"] for e in c.state["Health"]["Log"]] == [0, 0]
+    assert c.state["Health"]["Status"] == "healthy" and c.state["Health"]["FailingStreak"] == 0
 
 
 def test_prober_readopted_container_keeps_its_status(prober):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 from bosun.api.hijack import plain
-from bosun.api.http import Hijack, Response, Stream
-from bosun.engine.errors import InvalidParameter
+from bosun.api.http import Hijack, Response, Stream, version_key
+from bosun.engine.errors import Conflict, InvalidParameter
 
 
 def register(router, engine) -> None:
@@ -16,6 +16,10 @@ def register(router, engine) -> None:
             raise InvalidParameter("Config cannot be empty in order to create a container")
         if not isinstance(body, dict):
             raise InvalidParameter("invalid JSON: the body must be an object")
+        hc = body.get("Healthcheck")
+        if isinstance(hc, dict) and req.version is not None and (
+                version_key(req.version) < version_key("1.44")):
+            hc.pop("StartInterval", None)  # an API 1.44 field: older clients' is ignored
         return Response(201, engine.create_container(body, req.q("name") or None,
                                                      req.q("platform") or None))
 
@@ -118,6 +122,64 @@ def register(router, engine) -> None:
                 pass
         return Hijack(take, multiplexed=not tty)
 
+    def attach_ws(req):
+        # As dockerd's wsContainersAttach: errors it finds before the upgrade are HTTP
+        # errors; before API 1.42 the stdin/stdout/stderr parameters are ignored (all
+        # attached); from 1.28 output goes in binary frames, before it in text frames.
+        import socket
+
+        from bosun.api.websocket import WebSocketUpgrade, relay
+        from bosun.engine.container import PAUSED, RESTARTING
+        from bosun.engine.shim import parse_detach_keys
+
+        c = engine.get(req.path_params["id"])
+        version = version_key(req.version or router.max_version)
+        streams = {name: version < (1, 42) or req.q_bool(name)
+                   for name in ("stdin", "stdout", "stderr")}
+        detach_keys = req.q("detachKeys") or None
+        try:
+            parse_detach_keys(detach_keys)
+        except ValueError:
+            raise InvalidParameter(f"Invalid detach keys ({detach_keys}) provided") from None
+        if c.status == PAUSED:
+            raise Conflict(f"container {c.id} is paused, unpause the container before attach")
+        if c.status == RESTARTING:
+            raise Conflict(f"container {c.id} is restarting, wait until the container is "
+                           "running")
+        tty = bool(c.doc["Config"].get("Tty"))
+        stdin = streams["stdin"] and bool(c.doc["Config"].get("OpenStdin"))
+        logs = req.q_bool("logs")
+
+        def attach() -> None:  # the engine's end of the relay's socket pair
+            try:
+                engine.attach_container(c.id, theirs, logs=logs, stream=req.q_bool("stream"),
+                                        detach_keys=detach_keys, **streams)
+            except BaseException:
+                theirs.close()
+                raise
+
+        def take(sock, leftover):
+            relay(sock, leftover, ours, multiplexed=not tty, binary=version >= (1, 28),
+                  stdin=stdin)
+            if logs:
+                try:
+                    attach()
+                except Exception:  # noqa: BLE001  (the relay sees the end, closes the websocket)
+                    pass
+
+        upgrade = WebSocketUpgrade(req, take, abandon=lambda: ours.close())  # 400 if not one
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Attached before the 101, a client that attaches and then starts the container
+        # misses nothing. Not with logs: the replay is written to the socket as it is read,
+        # so the relay must be running.
+        if not logs:
+            try:
+                attach()
+            except BaseException:
+                ours.close()
+                raise
+        return upgrade
+
     def wait(req):
         # Docker sends the head at once and the body at exit: `docker run` posts this before
         # start and waits for the head. Empty chunks let the server notice a client gone.
@@ -164,6 +226,7 @@ def register(router, engine) -> None:
     router.add("POST", "/containers/{id}/rename", rename)
     router.add("POST", "/containers/{id}/resize", resize)
     router.add("POST", "/containers/{id}/attach", attach)
+    router.add("GET", "/containers/{id}/attach/ws", attach_ws)
     router.add("POST", "/containers/{id}/wait", wait)
     router.add("DELETE", "/containers/{id}", remove)
 

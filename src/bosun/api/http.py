@@ -162,15 +162,26 @@ class Hijack:
     the request asked to upgrade, else 200 without a length, then calls
     `callback(sock, leftover)`: the socket (an SSLSocket on TCP: use its recv/sendall, not its
     fd) and any bytes the client sent past the request. The callback owns the socket and must
-    close it; it runs on the connection's thread."""
+    close it; it runs on the connection's thread. When the client is gone before that,
+    `abandon()` (if given) is called instead, to release what the handler set up for it."""
 
-    __slots__ = ("callback", "content_type", "headers")
+    __slots__ = ("abandon", "callback", "content_type", "headers")
 
     def __init__(self, callback: Callable[[socket.socket, bytes], None], *,
-                 multiplexed: bool = False, headers: HeaderItems = None):
+                 multiplexed: bool = False, headers: HeaderItems = None,
+                 abandon: Callable[[], None] | None = None):
         self.callback = callback
         self.content_type = MULTIPLEXED_STREAM if multiplexed else RAW_STREAM
         self.headers = _header_list(headers)
+        self.abandon = abandon
+
+    def head(self, request: Request) -> list[bytes]:
+        """The status line and headers before the stream (the server adds its common
+        headers); a subclass may answer another upgrade (websocket.WebSocketUpgrade)."""
+        if "upgrade" in request.headers:
+            return [b"HTTP/1.1 101 UPGRADED", b"Content-Type: " + self.content_type.encode(),
+                    b"Connection: Upgrade", b"Upgrade: tcp"]
+        return [b"HTTP/1.1 200 OK", b"Content-Type: " + self.content_type.encode()]
 
 
 Handler = Callable[["Request"], "Response | Stream | Hijack"]
@@ -616,18 +627,19 @@ class _Connection:
             _close_iterator(it, source)
 
     def hijack(self, request: Request, hj: Hijack) -> object:
-        # The body must be consumed so that what follows it is the raw stream.
-        if not self.drain():
+        try:
+            # The body must be consumed so that what follows it is the raw stream.
+            if not self.drain():
+                raise _ClientGone()
+            leftover, _ = self.h11.trailing_data
+            lines = hj.head(request)
+            for name, value in [*self.server._common_headers(), *hj.headers]:
+                lines.append(_b(name) + b": " + _b(value))
+            self.send(b"\r\n".join(lines) + b"\r\n\r\n")
+        except _ClientGone:
+            if hj.abandon is not None:
+                hj.abandon()
             return False
-        leftover, _ = self.h11.trailing_data
-        if "upgrade" in request.headers:
-            lines = [b"HTTP/1.1 101 UPGRADED", b"Content-Type: " + hj.content_type.encode(),
-                     b"Connection: Upgrade", b"Upgrade: tcp"]
-        else:
-            lines = [b"HTTP/1.1 200 OK", b"Content-Type: " + hj.content_type.encode()]
-        for name, value in [*self.server._common_headers(), *hj.headers]:
-            lines.append(_b(name) + b": " + _b(value))
-        self.send(b"\r\n".join(lines) + b"\r\n\r\n")
         try:
             hj.callback(self.sock, leftover)
         except Exception:

@@ -184,11 +184,16 @@ class Prober:
     def start(self, c, *, fresh: bool) -> None:
         """Probe `c` from now on (it has just started, or was re-adopted). `fresh` resets
         State.Health to starting with a zero streak (the Log is kept), as a (re)start does;
-        a re-adopted container keeps its status. Takes c.lock (callers may hold it)."""
+        a re-adopted container keeps its status. Takes c.lock (callers may hold it).
+        A paused container is not probed (Docker stops its monitor): unpause starts it."""
+        from bosun.engine.container import PAUSED
+
         s = Settings.of(c.doc["Config"])
         if s is None:
             return
         with c.lock:
+            if c.status == PAUSED:
+                return
             health = c.state.get("Health")
             if not health:
                 c.state["Health"] = new_health()
@@ -213,6 +218,27 @@ class Prober:
         """No more probes for `c` (it exited or is going away)."""
         with self._cv:
             self._drop(c.id)
+            for exec_id in [e for e, ch in self._probes.items() if ch.c is c]:
+                del self._probes[exec_id]  # killed at a pause, exit not back: none wanted
+
+    def pause(self, c) -> None:
+        """`c` was paused: no probes until `start` again, and the one in flight (frozen with
+        the container) is killed, its result dropped — as Docker's monitor, stopped while
+        probing, cancels its probe."""
+        from bosun.engine.monitor import ShimGone
+
+        with self._cv:
+            check = self._checks.pop(c.id, None)
+            exec_id = check.exec_id if check is not None else None
+            # a killed probe's exit still comes back (for its exec_die event), while the
+            # check, no longer current, takes no result from it
+        if exec_id is None:
+            return
+        try:
+            self.engine.monitor.request(c, {"op": "kill_exec", "exec_id": exec_id,
+                                            "signal": int(signal.SIGKILL)}, timeout=10)
+        except ShimGone:
+            pass
 
     def exec_exited(self, msg: dict) -> bool:
         """The monitor's loop hands over every exec-exit event: True if it was a probe's

@@ -188,6 +188,9 @@ class Monitor:
                 # counted when decided (as Docker), so on-failure:N allows exactly N restarts
                 c.doc["RestartCount"] = c.doc.get("RestartCount", 0) + 1
             engine.save(c)
+        from bosun.engine.containers.exec import container_exited
+
+        container_exited(engine, c)
         engine.emit(c, "die", exitCode=str(code))
         if restart:
             timer = threading.Timer(delay, self._restart, (c,))

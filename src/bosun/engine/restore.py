@@ -117,8 +117,10 @@ def _sweep(engine) -> None:
     from bosun.runtime.delete import delete
     from bosun.runtime.errors import RuntimeErr
 
+    from bosun.runtime.state import Container as RC
+
     known = set(engine.containers)
-    for name in _listdir(engine.runtime_root):
+    for name in RC.dirs(engine.runtime_root):
         if name not in known:
             try:
                 delete(engine.runtime_root, name, force=True)

@@ -493,6 +493,31 @@ class Shim:
         self._notify(event)  # before the client sees EOF: it asks for the exit code next
         self._close_proc(p)
 
+    def _end_execs(self) -> None:
+        """The container's init is gone: so are its execs, killed with its PID namespace (or,
+        when it shares the host's, by us, as containerd's shim kills all). Reap them and send
+        their exits before the container's, so that `docker exec` clients end and exec
+        inspect has the exit code (137, as Docker reports them)."""
+        import select
+
+        execs = [q for q in self.procs.values() if q is not self.init]
+        for q in execs:
+            if q.status is None:  # not reaped: the pid is still this process's
+                try:
+                    os.kill(q.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while any(q.status is None for q in execs) and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.005)
+        for q in execs:
+            for fd in list(q.outputs):  # what they wrote before dying, up to EOF
+                while (fd in q.outputs and time.monotonic() < deadline
+                       and select.select([fd], [], [], 0)[0]):
+                    self._output(q, fd)
+            self._exec_done(q)  # an exit code of None if it could not be reaped in time
+
     def _close_proc(self, p: Proc) -> None:
         for fd in list(p.outputs):
             self.sel.unregister(fd)
@@ -518,6 +543,7 @@ class Shim:
 
     def _finish(self) -> None:
         p = self.init
+        self._end_execs()  # before the runtime's delete: their cgroup must be empty
         if self.log is not None:
             self.log.close()
         oom = _oom_killed(self.root, self.id)
@@ -532,9 +558,6 @@ class Shim:
         from bosun.runtime.state import atomic_write
 
         atomic_write(os.path.join(self.dir, EXIT_FILE), json.dumps(result).encode(), 0o600)
-        for q in list(self.procs.values()):
-            if q is not p:
-                self._close_proc(q)
         self._close_proc(p)
         self._notify(dict(result, event="exit"))
         try:

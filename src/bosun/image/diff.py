@@ -17,6 +17,9 @@ within the tree become tar hard links to the first path written. Sockets are ski
 can't carry them). overlayfs bookkeeping (``trusted.overlay.*``) and host SELinux labels
 (``security.selinux``) are not content and are left out.
 
+``tree_changes`` walks the same way and lists what changed as `docker diff` does (Docker's
+change kinds), for the vfs snapshotter's full trees.
+
 The tree may be written by an untrusted container: it is walked with directory fds and
 nothing in it is followed -- a symlink is archived as a symlink, never read through.
 """
@@ -55,6 +58,19 @@ def write_diff(upper_dir: str, out: BinaryIO, lower_dirs: Sequence[str] | None =
     with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _Diff(tar, compare=lower_dirs is not None).run(upper_dir, list(lower_dirs or ()))
     return "sha256:" + w.sha.hexdigest()
+
+
+CHANGE_MODIFY, CHANGE_ADD, CHANGE_DELETE = 0, 1, 2  # Docker's archive.ChangeType
+
+
+def tree_changes(tree: str, lower_dirs: Sequence[str]) -> list[tuple[str, int]]:
+    """What `tree` adds, modifies and deletes against its lowers (topmost first), as `docker
+    diff` lists them: ("/path", CHANGE_*) in path order. Below an added directory everything
+    is added; a deleted directory is one entry; a directory above a change counts as
+    modified (Docker's ChangesDirs does the same)."""
+    walk = _Changes()
+    walk.run(tree, list(lower_dirs))
+    return sorted(walk.out)
 
 
 def is_whiteout(st: os.stat_result) -> bool:
@@ -116,9 +132,10 @@ class _Dir:
 
 
 class _Diff:
-    def __init__(self, tar: tarfile.TarFile, compare: bool) -> None:
+    def __init__(self, tar: tarfile.TarFile | None, compare: bool) -> None:
         self.tar = tar
         self.compare = compare
+        self.kind = CHANGE_MODIFY  # of the entry being visited (for tree_changes)
         self.links: dict[tuple[int, int], str] = {}  # (dev, ino) -> first path written
 
     def run(self, upper: str, lowers: list[str]) -> None:
@@ -205,6 +222,7 @@ class _Diff:
     def visit(self, stack: list[_Dir], d: _Dir, name: str) -> _Dir | None:
         path = d.rel + name
         if name in d.deleted:
+            self.kind = CHANGE_DELETE
             self.emit(stack, _marker(d.rel + WHITEOUT_PREFIX + name))
             return None
         st = os.stat(name, dir_fd=d.fd, follow_symlinks=False)
@@ -215,6 +233,7 @@ class _Diff:
             return None
         xattrs = _xattrs(d.fd, name)
         lower = self.lower_entry(d.lowers, name) if self.compare else None
+        self.kind = CHANGE_ADD if self.compare and lower is None else CHANGE_MODIFY
         changed = not self.compare or lower is None or not self.same(
             st, xattrs, d.fd, name, *lower)
         if stat.S_ISDIR(st.st_mode):
@@ -300,6 +319,28 @@ class _Diff:
         """Write an entry, after the headers of the directories above it still unwritten."""
         for d in stack:
             if d.header is not None:
-                self.tar.addfile(d.header)
+                self.write(d.header, None, CHANGE_MODIFY)  # unchanged, above a change
                 d.header = None
+        self.write(ti, fileobj, self.kind)
+
+    def write(self, ti: tarfile.TarInfo, fileobj, kind: int) -> None:
         self.tar.addfile(ti, fileobj)
+
+
+class _Changes(_Diff):
+    """_Diff's walk of a full tree against its lowers, listing changes instead of a tar."""
+
+    def __init__(self) -> None:
+        super().__init__(None, compare=True)
+        self.out: list[tuple[str, int]] = []
+
+    def entry(self, stack: list[_Dir], d: _Dir, name: str, path: str, st: os.stat_result,
+              xattrs: dict[str, bytes]) -> None:
+        self.emit(stack, self.header(path, st, xattrs))  # the path is all we need: no reads
+
+    def write(self, ti: tarfile.TarInfo, fileobj, kind: int) -> None:
+        path = ti.name
+        if kind == CHANGE_DELETE:  # the whiteout marker: .wh.<name>
+            head, _, name = path.rpartition("/")
+            path = (head + "/" if head else "") + name[len(WHITEOUT_PREFIX):]
+        self.out.append(("/" + path, kind))

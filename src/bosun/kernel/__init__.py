@@ -76,10 +76,10 @@ RESOLVE_IN_ROOT = 0x10
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "setns": 308, "openat2": 437,
                "keyctl": 250, "ioprio_set": 251, "sched_setattr": 314, "personality": 135,
-               "bpf": 321},
+               "bpf": 321, "seccomp": 317},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "setns": 268, "openat2": 437,
                 "keyctl": 219, "ioprio_set": 30, "sched_setattr": 274, "personality": 92,
-                "bpf": 280},
+                "bpf": 280, "seccomp": 277},
 }
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -194,6 +194,18 @@ class Kernel:
         attr = SchedAttr(ctypes.sizeof(SchedAttr), policy, flags, nice, priority, runtime,
                          deadline, period)
         self._syscall("sched_setattr", 0, ctypes.byref(attr), 0)
+
+    # -- seccomp ---------------------------------------------------------------------------
+    def seccomp_set_filter(self, program: bytes, flags: int = 0) -> None:
+        """seccomp(SECCOMP_SET_MODE_FILTER, flags, program): install a classic-BPF filter."""
+        self._lib()
+        ctypes = self._ctypes
+
+        class SockFprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+        buf = ctypes.create_string_buffer(program, len(program))
+        prog = SockFprog(len(program) // 8, ctypes.addressof(buf))
+        self._syscall("seccomp", ctypes.c_long(1), ctypes.c_long(flags), ctypes.byref(prog))
 
     # -- eBPF (cgroup v2 device rules) -----------------------------------------------------
     def bpf_prog_load_cgroup_device(self, code: bytes) -> int:

@@ -36,6 +36,7 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
         raise RuntimeErr("--console-socket given but process.terminal is false")
 
     os.makedirs(root, 0o711, exist_ok=True)
+    seccomp = _seccomp(linux, root)
     cdir = Container.dir_for(root, cid)
     try:
         os.mkdir(cdir, 0o711)
@@ -72,7 +73,7 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
         ctx = InitContext(config, child, state_dir_fd=dirfd, console=console,
                           no_pivot=no_pivot, preserve_fds=preserve_fds,
                           cgroup_dirs=cg_dirs, extra_env=extra_env,
-                          keyring=None if no_new_keyring else cid)
+                          keyring=None if no_new_keyring else cid, seccomp=seccomp)
         stage1_pid = os.fork()
         if stage1_pid == 0:
             parent.close()
@@ -129,6 +130,16 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
                 obj.close()
         if dirfd is not None:
             os.close(dirfd)
+
+
+def _seccomp(linux: dict, root: str):
+    """linux.seccomp compiled (cached under the state root), or None."""
+    if linux.get("seccomp") is None:
+        return None
+    from bosun.runtime import seccomp_filter
+    from bosun.runtime.state import SECCOMP_CACHE
+
+    return seccomp_filter.compile(linux["seccomp"], os.path.join(root, SECCOMP_CACHE))
 
 
 def _make_cgroups(linux: dict, cid: str, log) -> dict:

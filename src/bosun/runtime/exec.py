@@ -64,6 +64,7 @@ def spawn(root: str, cid: str, process: dict, *, console_socket: str | None = No
 
     from bosun.runtime.channel import Channel, connect_console, recv_fd
     from bosun.runtime.init import InitContext, _fail, exec_process as do_exec, prepare_process
+    from bosun.runtime.create import _seccomp
     from bosun.runtime.init import preload, setup_console
     from bosun.runtime.process import cloexec_from
 
@@ -76,7 +77,8 @@ def spawn(root: str, cid: str, process: dict, *, console_socket: str | None = No
     config = dict(c.config, process=process)
     preload(config)  # nothing can be imported once inside the container's mount namespace
     parent, child = Channel.pair()
-    ctx = InitContext(config, child, console=console, preserve_fds=preserve_fds)
+    ctx = InitContext(config, child, console=console, preserve_fds=preserve_fds,
+                      seccomp=_seccomp(linux, root))
     pid = os.fork()
     if pid == 0:  # stage 1: join the container, fork into its pid namespace
         try:

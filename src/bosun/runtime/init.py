@@ -26,7 +26,7 @@ class InitContext:
     def __init__(self, config: dict, channel, *, state_dir_fd: int = -1, console=None,
                  no_pivot: bool = False, preserve_fds: int = 0, cgroup_dirs=None,
                  extra_env: dict | None = None, keyring: str | None = None,
-                 kernel: K.Kernel = K.LINUX) -> None:
+                 seccomp=None, kernel: K.Kernel = K.LINUX) -> None:
         self.config = config
         self.channel = channel
         self.state_dir_fd = state_dir_fd
@@ -36,6 +36,7 @@ class InitContext:
         self.cgroup_dirs = cgroup_dirs or {}
         self.extra_env = extra_env or {}
         self.keyring = keyring          # session keyring name to join; None: keep the caller's
+        self.seccomp = seccomp          # seccomp_filter.Program compiled by the runtime, or None
         self.cgroupns_pending = False   # pid 1 still has to unshare its cgroup namespace
         self.placement_pending = False  # ...after the runtime reports it placed in cgroup v2
         self.k = kernel
@@ -206,9 +207,7 @@ def preload(config: dict) -> None:
     if (config.get("hooks") or {}).get("startContainer"):
         import bosun.runtime.hooks  # noqa: F401
     if (config.get("linux") or {}).get("seccomp") is not None:
-        from bosun.runtime import seccomp_filter
-
-        seccomp_filter._bindings()
+        import bosun.runtime.seccomp_filter  # noqa: F401  (load; the program is compiled)
     import bosun.runtime.rootfs  # noqa: F401
     import bosun.runtime.cgroups  # noqa: F401
 
@@ -245,16 +244,13 @@ def setup_console(ctx: InitContext, fs=None) -> None:
 def prepare_process(ctx: InitContext, process: dict) -> tuple[str, dict, object]:
     """Everything up to execve that can fail, so failures reach `create`, not `start`.
     Returns the executable, the environment and a seccomp filter still to load (or None)."""
-    filt = None
-    seccomp_cfg = (ctx.config.get("linux") or {}).get("seccomp")
-    if seccomp_cfg is not None:
+    filt = ctx.seccomp
+    if filt is not None and not process.get("noNewPrivileges"):
         from bosun.runtime import seccomp_filter
 
-        filt = seccomp_filter.build(seccomp_cfg)
-        if not process.get("noNewPrivileges"):
-            # Without no_new_privs, loading needs CAP_SYS_ADMIN: do it before dropping caps.
-            seccomp_filter.load(filt)
-            filt = None
+        # Without no_new_privs, loading needs CAP_SYS_ADMIN: do it before dropping caps.
+        seccomp_filter.load(filt, ctx.k)
+        filt = None
     P.set_rlimits(process)
     P.set_oom_score_adj(process)
     P.set_scheduling(ctx.config, ctx.k)

@@ -28,6 +28,11 @@ FIFO = "exec.fifo"
 CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
 
 
+# The runtime's cache of compiled seccomp programs, under the state root: '@' is in no valid
+# container id, so no container can take (or delete) this name.
+SECCOMP_CACHE = "@seccomp"
+
+
 def valid_id(cid: str) -> None:
     ok = cid not in ("", ".", "..") and len(cid) <= 1024 and all(
         c.isascii() and (c.isalnum() or c in "_+-.") for c in cid)
@@ -116,6 +121,16 @@ class Container:
         no process of it survives, and `delete --force` removes even an unreadable record."""
         atomic_write(os.path.join(self.dir, STATE_FILE), quickjson.dumps(self.record).encode(),
                      durable=durable)
+
+    @staticmethod
+    def dirs(root: str) -> list[str]:
+        """Every container directory under root, finished or not (a create cut short leaves
+        one without a state file); not the runtime's own entries, such as SECCOMP_CACHE."""
+        try:
+            names = os.listdir(root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if n != SECCOMP_CACHE)
 
     @staticmethod
     def ids(root: str) -> list[str]:

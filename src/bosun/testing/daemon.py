@@ -166,9 +166,11 @@ class BosunDaemon:
         from bosun.runtime.delete import delete
         from bosun.runtime.errors import RuntimeErr
 
+        from bosun.runtime.state import Container
+
         runtime_root = self.exec_root / "runtime"
         if runtime_root.is_dir():
-            for name in os.listdir(runtime_root):
+            for name in Container.dirs(str(runtime_root)):
                 problems.append(f"runtime state left: {name[:12]}")
                 try:
                     delete(str(runtime_root), name, force=True)
@@ -208,3 +210,22 @@ def _shims_of(exec_root: Path) -> list[int]:
         except OSError:
             continue
     return out
+
+
+def inspect_container(daemon: BosunDaemon, name: str) -> dict:
+    """`docker inspect` of one container, parsed."""
+    import json
+
+    return json.loads(daemon.docker("inspect", "--type", "container", name).stdout)[0]
+
+
+def wait_for(what, timeout: float = 10.0, step: float = 0.05):
+    """Poll what() until it returns something true; that value (AssertionError on timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = what()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what.__doc__ or what}")
+        time.sleep(step)

@@ -140,6 +140,15 @@ def exited(engine, exec_id: str, code) -> None:
         pass
 
 
+def container_exited(engine, c) -> None:
+    """The container is gone, and with it its execs. The shim sends their exits before the
+    container's; an exec still without one lost it with a shim that died: it ends with
+    255, as the container does then."""
+    for e in list(engine.execs.values()):
+        if e["ContainerID"] == c.id and e.get("_started") and e["ExitCode"] is None:
+            exited(engine, e["ID"], None)
+
+
 def inspect(engine, exec_id: str) -> dict:
     e = _get(engine, exec_id)
     _await_exit_notice(engine, e)

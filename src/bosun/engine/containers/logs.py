@@ -19,7 +19,7 @@ def logs(engine, c, *, stdout: bool = False, stderr: bool = False, follow: bool 
     path = c.doc.get("LogPath")
     driver = (c.doc["HostConfig"].get("LogConfig") or {}).get("Type")
     if not path:
-        raise NotImplementedErr(f'configured logging driver does not support reading')
+        raise NotImplementedErr('configured logging driver does not support reading')
     tty = bool(c.doc["Config"].get("Tty"))
 
     def chunks() -> Iterator[bytes]:

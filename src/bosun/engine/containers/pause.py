@@ -16,6 +16,7 @@ def pause(engine, c) -> None:
             raise Conflict(f"Container {c.id} is not running")
         runtime_pause(engine.runtime_root, c.id)
         c.set_paused(True)
+        engine.monitor.health.pause(c)  # under the lock: an unpause cannot come in between
         engine.save(c)
     engine.emit(c, "pause")
 
@@ -26,6 +27,7 @@ def unpause(engine, c) -> None:
             raise Conflict(f"Container {c.id} is not paused")
         thaw(engine, c)
         c.set_paused(False)
+        engine.monitor.health.start(c, fresh=False)  # probes resume, status kept (as Docker)
         engine.save(c)
     engine.emit(c, "unpause")
 

@@ -37,7 +37,7 @@ def start(engine, c, *, restarting: bool = False) -> None:
         if status == RUNNING or (status == RESTARTING and not restarting):
             raise NotModified("container already started")
         if status == "removing":
-            raise Conflict(f"container is marked for removal and cannot be started")
+            raise Conflict("container is marked for removal and cannot be started")
         if c.restart_timer is not None and not restarting:
             c.restart_timer.cancel()
             c.restart_timer = None

@@ -18,14 +18,20 @@ def stop(engine, c, timeout: int | None = None, sig: str | None = None,
          *, quiet_if_stopped: bool = False) -> None:
     with c.lock:
         cfg = c.doc["Config"]
-        if c.status == RESTARTING:
+        was_restarting = c.status == RESTARTING
+        if was_restarting:
             if c.restart_timer is not None:
                 c.restart_timer.cancel()
                 c.restart_timer = None
             c.meta["manual_stop"] = True
             c.set_exited(c.state.get("ExitCode", 0))
             engine.save(c)
-            return
+    if was_restarting:
+        # Nothing runs to signal or to die (its die came at its last exit): Docker sends no
+        # kill, only the stop.
+        engine.emit(c, "stop")
+        return
+    with c.lock:
         if not c.running:
             if quiet_if_stopped:
                 return
