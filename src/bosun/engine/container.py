@@ -61,6 +61,20 @@ class Container:
         with self.lock:
             return copy.deepcopy(self.doc)
 
+    def list_view(self) -> dict:
+        """A read-only snapshot for listing, ~20x cheaper than view() (`ps -a` of 200
+        containers spent 33 ms in deepcopy): the top level and the parts that change after
+        create (State with its Health, NetworkSettings) are copied; the rest (Config,
+        HostConfig, Mounts…) is shared, so callers must not modify the result."""
+        with self.lock:
+            doc = dict(self.doc)
+            state = doc["State"] = dict(doc["State"])
+            if state.get("Health"):
+                state["Health"] = dict(state["Health"])
+            if doc.get("NetworkSettings"):
+                doc["NetworkSettings"] = copy.deepcopy(doc["NetworkSettings"])
+            return doc
+
     # -- transitions (callers hold the lock and save afterwards) ------------------------------
 
     def set_running(self, pid: int) -> None:

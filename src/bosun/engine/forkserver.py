@@ -1,11 +1,15 @@
-"""The fork-server: a single-threaded process the daemon starts before it has any thread, from
-which every per-container monitor (shim) is forked.
+"""The fork-server: a small single-threaded Python process the daemon starts once, from which
+every per-container monitor (shim) is forked.
 
 Why: the daemon is multi-threaded (one thread per API connection), and forking a threaded
 process is unsafe (locks held by other threads stay held in the child). Exec'ing a fresh
 interpreter per container costs ~30 ms and ~8 MB each. A fork of this small, already-warm
-process costs ~1 ms and shares its pages with every other shim; `gc.freeze()` keeps the
-collector from touching (and so copying) the shared objects.
+process costs ~1 ms and shares its pages with every other shim.
+
+What a shim costs is what it writes to after the fork (copy-on-write), so this process is
+exec'd fresh rather than forked from the daemon, and imports only what shims and the runtime
+need: never `threading`, whose at-fork handler alone made every shim ~0.5 MB bigger, nor the
+daemon's API stack. `gc.freeze()` keeps the collector from touching the shared objects.
 
 Protocol: SOCK_SEQPACKET, one JSON message per packet. The daemon sends
 {"op": "shim", "args": {...}} with one file descriptor attached (SCM_RIGHTS): the socket on
@@ -20,7 +24,7 @@ import os
 import select
 import signal
 import socket
-import threading
+import sys
 
 from bosun.engine.wire import recv as _recv
 from bosun.engine.wire import send as _send
@@ -31,22 +35,28 @@ class ForkServer:
     any thread."""
 
     def __init__(self) -> None:
+        import threading
+
         self.pid = 0
+        self._proc = None
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        import subprocess
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                ours.close()
-                _serve(theirs)
-            finally:
-                os._exit(0)
-        theirs.close()
+        try:
+            # Its own session: a terminal's ^C to the daemon's group must not reach it or
+            # the shims. stderr stays the daemon's, for a crash's last words.
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "bosun.engine.forkserver", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            theirs.close()
         ours.set_inheritable(False)
-        self.pid, self._sock = pid, ours
+        self.pid, self._sock = self._proc.pid, ours
 
     def spawn_shim(self, args: dict, result_fd: int) -> int:
         """Fork a shim with `args`; it reports on `result_fd` (which we keep open). Returns
@@ -64,12 +74,9 @@ class ForkServer:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        if self.pid:
-            try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                pass
-            self.pid = 0
+        if self._proc is not None:
+            self._proc.wait()
+            self._proc, self.pid = None, 0
 
 
 def _preload() -> None:
@@ -105,12 +112,8 @@ def _preload() -> None:
 
 
 def _serve(sock: socket.socket) -> None:
-    os.setsid()  # a terminal's ^C to the daemon's group must not reach us or our shims
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    keep = sock.fileno()
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 1 << 16)
     _preload()
     import gc
 
@@ -157,3 +160,13 @@ def _reap() -> None:
             return
         if pid == 0:
             return
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of the exec'd fork-server: argv[0] is the inherited socket's fd."""
+    _serve(socket.socket(fileno=int(argv[0])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -40,7 +40,7 @@ def list_containers(engine, *, all: bool = False, limit: int = -1, size: bool = 
                     filters: dict | None = None) -> list[dict]:  # noqa: A002
     from bosun.engine.views import filter_containers, summary
 
-    docs = [c.view() for c in engine.all()]
+    docs = [c.list_view() for c in engine.all()]
 
     def image_matches(doc: dict, ref: str) -> bool:
         if doc["Config"].get("Image") == ref or doc["Image"] == ref:
