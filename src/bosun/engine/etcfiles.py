@@ -69,12 +69,22 @@ def resolv_conf(host_config: dict) -> str:
     return "\n".join(out + other) + "\n"
 
 
+def paths(directory: str) -> dict[str, str]:
+    """The three files' paths in a container's `directory`, by inspect key."""
+    return {"HostnamePath": os.path.join(directory, "hostname"),
+            "HostsPath": os.path.join(directory, "hosts"),
+            "ResolvConfPath": os.path.join(directory, "resolv.conf")}
+
+
 def write_all(directory: str, hostname: str, host_config: dict) -> dict[str, str]:
-    """Write the three files into `directory`; return their paths by inspect key."""
-    paths = {"HostnamePath": os.path.join(directory, "hostname"),
-             "HostsPath": os.path.join(directory, "hosts"),
-             "ResolvConfPath": os.path.join(directory, "resolv.conf")}
-    atomic_write(paths["HostnamePath"], f"{hostname}\n".encode(), 0o644)
-    atomic_write(paths["HostsPath"], hosts(host_config).encode(), 0o644)
-    atomic_write(paths["ResolvConfPath"], resolv_conf(host_config).encode(), 0o644)
-    return paths
+    """Write the three files into `directory` (at each start, as Docker rebuilds them then:
+    edits made inside a container last until it restarts); return their paths.
+
+    Atomic but not fsync'd: they are derived from the container's record and rewritten by
+    the next start, so a crash cannot lose anything that start would not rebuild."""
+    out = paths(directory)
+    atomic_write(out["HostnamePath"], f"{hostname}\n".encode(), 0o644, durable=False)
+    atomic_write(out["HostsPath"], hosts(host_config).encode(), 0o644, durable=False)
+    atomic_write(out["ResolvConfPath"], resolv_conf(host_config).encode(), 0o644,
+                 durable=False)
+    return out

@@ -92,10 +92,13 @@ def _preload() -> None:
     import bosun.runtime.process  # noqa: F401
     import bosun.runtime.resources  # noqa: F401
     import bosun.runtime.rootfs  # noqa: F401
+    import binascii  # noqa: F401  (exec output capture)
     import fcntl  # noqa: F401
+    import hashlib  # noqa: F401  (the seccomp cache key)
     import resource  # noqa: F401
     import selectors  # noqa: F401
     import struct  # noqa: F401
+    import termios  # noqa: F401  (resize)
     from bosun.kernel import LINUX
 
     # libc's handle and the function pointers a shim calls: made lazily, they would cost each

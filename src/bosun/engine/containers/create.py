@@ -68,7 +68,7 @@ def create(engine, body: dict, name: str | None, platform: str | None = None) ->
         made_ref = True
         from bosun.engine import etcfiles
 
-        paths = etcfiles.write_all(cdir, config["Hostname"], host_config)
+        paths = etcfiles.paths(cdir)  # written by start
         log_path = ""
         if host_config["LogConfig"]["Type"] == "json-file":
             log_path = os.path.join(cdir, f"{cid}-json.log")

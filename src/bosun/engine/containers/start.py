@@ -82,6 +82,10 @@ def _launch(engine, c) -> tuple[int, int]:
 
     rootfs = engine.images.snapshots.mount_container(c.id, c.meta["chain"])
     c.meta["rootfs"] = rootfs
+    from bosun.engine import etcfiles
+
+    etcfiles.write_all(engine.container_dir(c.id), c.doc["Config"].get("Hostname") or "",
+                       c.doc["HostConfig"])
     spec = _spec(engine, c, rootfs)
     bdir = engine.bundle_dir(c.id)
     shutil.rmtree(bdir, ignore_errors=True)
