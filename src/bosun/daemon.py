@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     from bosun.engine.forkserver import ForkServer
 
     forkserver = ForkServer()
-    forkserver.start()  # before any thread exists in this process
+    forkserver.start()  # a fresh interpreter the shims are forked from
 
     from bosun.api.routes import build_router
     from bosun.api.http import Server

@@ -31,8 +31,7 @@ from bosun.engine.wire import send as _send
 
 
 class ForkServer:
-    """The daemon's handle on the fork-server. `start()` must run before the daemon starts
-    any thread."""
+    """The daemon's handle on the fork-server."""
 
     def __init__(self) -> None:
         import threading
