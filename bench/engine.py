@@ -148,9 +148,10 @@ def chart(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = {"run": "docker run --rm\n(ms)", "memory": "memory per idle\ncontainer (MiB)",
+    labels = {"run": "docker run --rm\n(ms)", "memory": "host memory per idle\ncontainer (MiB)",
+              "memory_pss": "process memory (Pss)\nper container (MiB)",
               "start100": "100 concurrent\nstarts (s)", "ps200": "ps -a, 200\ncontainers (ms)"}
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3.4))
+    fig, axes = plt.subplots(1, len(labels), figsize=(15, 3.4))
     for ax, key in zip(axes, labels):
         r = results[key]
         vals = [r["bosun"], r["dockerd"]]
@@ -160,7 +161,8 @@ def chart(results: dict, path: Path) -> None:
         ax.set_yticks([])
         for side in ("top", "right", "left"):
             ax.spines[side].set_visible(False)
-        ax.set_xlabel(f"{r['ratio']:.2f}× (target ≤ {TARGETS[key]}×)", fontsize=9)
+        target = f"target ≤ {TARGETS[key]}×" if key in TARGETS else "no target"
+        ax.set_xlabel(f"{r['ratio']:.2f}× ({target})", fontsize=9)
     fig.suptitle("bosun daemon vs dockerd, same docker CLI, same machine", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
