@@ -5,22 +5,17 @@ leaving nothing behind."""
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import json
 import os
-import pty
 import re
-import select
-import signal
-import struct
-import termios
 import threading
 import time
 
 import pytest
 
 from bosun.testing.dockerd import DOCKER, mountpoints_under
+from bosun.testing.terminal import Terminal, check_size
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("no_containers_after"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -41,102 +36,19 @@ def own_cap_eff() -> int:
 
 # -- terminals ----------------------------------------------------------------------------------
 
-class Terminal:
-    """The docker CLI on the slave side of a new pty; the test types into the master and reads
-    what the CLI writes to its terminal."""
-
-    def __init__(self, daemon, *args: str, rows: int = 24, cols: int = 80) -> None:
-        pid, fd = pty.fork()
-        if pid == 0:  # the CLI's size is set before it starts, so it reads ours at once
-            try:
-                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-                os.execve(DOCKER, [DOCKER, *args], daemon.env)
-            finally:
-                os._exit(127)
-        self.pid, self.fd = pid, fd
-        self.buf = b""
-        self.status: int | None = None
-
-    def _read(self, timeout: float) -> bool:
-        """Append what comes within timeout; False at end of output."""
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if not ready:
-            return True
-        try:
-            data = os.read(self.fd, 65536)
-        except OSError:  # EIO: the slave's last holder is gone
-            data = b""
-        self.buf += data
-        return bool(data)
-
-    def expect(self, pattern: bytes, timeout: float = 15) -> re.Match:
-        """Wait for pattern (a regex) in the output; consume the output up to its end."""
-        deadline = time.monotonic() + timeout
-        rx = re.compile(pattern)
-        while True:
-            m = rx.search(self.buf)
-            if m:
-                self.buf = self.buf[m.end():]
-                return m
-            left = deadline - time.monotonic()
-            ended = left <= 0 or not self._read(min(left, 0.5))
-            if ended and not rx.search(self.buf):
-                raise AssertionError(f"{pattern!r} not seen; output: {self.buf!r}")
-
-    def type(self, text: bytes) -> None:
-        os.write(self.fd, text)
-
-    def resize(self, rows: int, cols: int) -> None:
-        """As a terminal emulator does: the kernel sends the CLI SIGWINCH."""
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def wait(self, timeout: float = 20) -> int:
-        deadline = time.monotonic() + timeout
-        while self.status is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = os.waitstatus_to_exitcode(status)
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the docker CLI did not exit; output: {self.buf!r}")
-            self._read(0.1)  # keep draining, so it never blocks writing
-        return self.status
-
-    def close(self) -> None:
-        if self.status is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(self.pid, 0)
-            self.status = -9
-        os.close(self.fd)
-
-
 @pytest.fixture
 def terminal(daemon):
+    """The docker CLI in a new pty."""
     opened: list[Terminal] = []
 
     def make(*args: str, **kw) -> Terminal:
-        t = Terminal(daemon, *args, **kw)
+        t = Terminal([DOCKER, *args], daemon.env, **kw)
         opened.append(t)
         return t
 
     yield make
     for t in opened:
         t.close()
-
-
-def check_size(t: Terminal, rows: int, cols: int) -> None:
-    """`stty size` inside follows the outer terminal (the resize is asynchronous: retry)."""
-    want = f"S{rows}x{cols}".encode()
-    for _ in range(20):
-        t.type(b"echo S$(stty size | tr ' ' x)\n")
-        m = t.expect(rb"S(\d+)x(\d+)")
-        if m.group(0) == want:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"terminal size is {m.group(0)!r}, not {want!r}")
 
 
 def shell_session(t, probe: bytes, expect: bytes, size, resized, code: int) -> None:

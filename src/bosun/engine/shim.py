@@ -39,29 +39,16 @@ EXIT_FILE = "exit.json"
 SOCK_FILE = "shim.sock"
 DRAIN_SECONDS = 2.0  # after the process exits, how long output may still trickle in
 _CHUNK = 32768
-DEFAULT_DETACH = b"\x10\x11"  # ctrl-p ctrl-q
 
 
 def parse_detach_keys(spec: str | None) -> bytes:
-    """Docker's --detach-keys: comma-separated "ctrl-<x>" or single characters."""
-    if not spec:
-        return DEFAULT_DETACH
-    out = bytearray()
-    for part in spec.split(","):
-        part = part.strip()
-        if part.startswith("ctrl-") and len(part) == 6:
-            c = part[5]
-            code = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}.get(c)
-            if code is None and c.isalpha():
-                code = ord(c.lower()) - ord("a") + 1
-            if code is None:
-                raise ValueError(f"Unknown character: '{part}'")
-            out.append(code)
-        elif len(part) == 1:
-            out.append(ord(part))
-        else:
-            raise ValueError(f"Unknown character: '{part}'")
-    return bytes(out)
+    """Docker's --detach-keys as bytes; ValueError worded as the daemon's."""
+    from bosun import detachkeys
+
+    try:
+        return detachkeys.parse(spec)
+    except ValueError as e:
+        raise ValueError(f"Unknown character: '{e.args[0]}'") from None
 
 
 def frame(stream: int, data: bytes) -> bytes:
