@@ -35,7 +35,8 @@ sys.path.insert(0, str(HERE))
 from daemons import Dockerd, remove_tree  # noqa: E402
 
 from bosun.demo import CACHE  # noqa: E402
-from bosun.testing.daemon import BosunDaemon, busybox_tar, import_busybox  # noqa: E402
+from bosun.demo import busybox_tar  # noqa: E402
+from bosun.testing.daemon import BosunDaemon, import_busybox  # noqa: E402
 
 TARGETS = {"run": 0.35, "memory": 0.25, "start100": 0.5, "ps200": 0.5}
 

@@ -17,7 +17,8 @@ import time
 import pytest
 
 from bosun.demo import CACHE
-from bosun.testing.daemon import BosunDaemon, busybox_tar
+from bosun.demo import busybox_tar
+from bosun.testing.daemon import BosunDaemon
 from bosun.testing.dockerd import DOCKER
 
 pytestmark = [pytest.mark.root,

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -22,24 +21,9 @@ from bosun.testing.dockerd import DOCKER, _alive, mountpoints_under, unmount_und
 PY = sys.executable
 
 
-def busybox_tar(cache_dir: str) -> str:
-    """A busybox root filesystem tarball (Debian's busybox-static), built once."""
-    from bosun.demo import CACHE, build_busybox_rootfs
-
-    rootfs = build_busybox_rootfs(os.path.join(CACHE, "rootfs", "busybox"))
-    out = os.path.join(cache_dir, "busybox-rootfs.tar")
-    if not os.path.exists(out):
-        tmp = out + f".tmp{os.getpid()}"
-        with tarfile.open(tmp, "w") as tar:
-            for name in sorted(os.listdir(rootfs)):
-                tar.add(os.path.join(rootfs, name), arcname=name)
-        os.replace(tmp, out)
-    return out
-
-
 def import_busybox(data_root: str, ref: str = "busybox:latest") -> str:
     """Put a busybox image into the image store under data_root (as `docker import` would)."""
-    from bosun.demo import CACHE
+    from bosun.demo import CACHE, busybox_tar
     from bosun.image.archive import import_rootfs
     from bosun.image.store import ImageStore
 
