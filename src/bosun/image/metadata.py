@@ -195,20 +195,12 @@ class MetadataDB:
     # -- connections and transactions -----------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                               check_same_thread=False)
+        from bosun import sqlitedb
+
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            conn.execute("PRAGMA foreign_keys = ON")  # per connection, off by default
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                raise MetadataError(f"{self.path}: cannot use WAL mode (got {mode})")
-            # FULL: a committed change survives power loss, not only a crash of the engine
-            conn.execute("PRAGMA synchronous = FULL")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+            return sqlitedb.connect(self.path, self.timeout, check_same_thread=False)
+        except RuntimeError as e:
+            raise MetadataError(str(e)) from None
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -236,18 +228,11 @@ class MetadataDB:
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction. Writers take the write lock at BEGIN: a deferred transaction
-        that reads first and then writes fails with SQLITE_BUSY, without waiting, when
-        another writer committed in between."""
-        with self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        """One transaction (see sqlitedb.transaction)."""
+        from bosun import sqlitedb
+
+        with self._connection() as conn, sqlitedb.transaction(conn, write):
+            yield conn
 
     def _query(self, sql: str, params: Sequence = ()) -> list[tuple]:
         """All rows of one read-only statement (a statement is its own snapshot)."""

@@ -1,0 +1,259 @@
+"""The network layer's kernel access: links, addresses and routes over rtnetlink (pyroute2),
+persistent network namespaces, and the few sysctls bosun sets. Each function is one small
+step the manager composes; nothing here knows about the store or the firewall.
+
+Entering a namespace never forks: a short-lived thread calls setns()/unshare() for the
+network namespace (a per-thread attribute in Linux), opens what it needs there (a netlink
+socket bound in that namespace keeps working from any thread), and exits. Forking a
+multi-threaded daemon to do it would risk the child inheriting held locks.
+
+Ownership: every link bosun creates carries an ifalias "<owner>:<kind>:<id>", so that
+`reconcile` removes only links that are bosun's (Docker's bridges are also named br-<hex>).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from ipaddress import IPv4Address, IPv4Network
+from typing import TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from bosun.kernel import CLONE_NEWNET, LINUX, MNT_DETACH, MS_BIND
+
+T = TypeVar("T")
+NETLINK_ROUTE = 0
+
+
+@contextmanager
+def _host() -> Iterator[IPRoute]:
+    with IPRoute() as ipr:
+        yield ipr
+
+
+def _in_thread(fn: Callable[[], T]) -> T:
+    """Run `fn` in a fresh thread (which may change its own namespaces and then ends)."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="bosun-netns", daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _enter(netns_path: str) -> None:
+    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        LINUX.setns(fd, CLONE_NEWNET)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _netns(netns_path: str) -> Iterator[IPRoute]:
+    """An rtnetlink handle inside the namespace mounted at `netns_path`."""
+    def open_socket() -> socket.socket:
+        _enter(netns_path)
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+
+    sock = _in_thread(open_socket)
+    with IPRoute(fileno=sock.detach()) as ipr:
+        yield ipr
+
+
+def _index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+# -- host state -----------------------------------------------------------------------------
+
+def host_routes() -> list[IPv4Network]:
+    """Every IPv4 destination the host routes (all tables), for choosing a free subnet."""
+    with _host() as ipr:
+        return [IPv4Network(f"{r.get('dst') or '0.0.0.0'}/{r['dst_len']}", strict=False)
+                for r in ipr.get_routes(family=socket.AF_INET)]
+
+
+def set_sysctl(path: str, value: str) -> None:
+    with open(os.path.join("/proc/sys", path), "w") as f:
+        f.write(value)
+
+
+def enable_ip_forward() -> None:
+    # Containers reach beyond their bridge only with forwarding on (Docker sets it too).
+    # It is never restored: other networks and the host's admin may rely on it by then.
+    set_sysctl("net/ipv4/ip_forward", "1")
+
+
+def link_exists(name: str) -> bool:
+    with _host() as ipr:
+        return _index(ipr, name) is not None
+
+
+def owned_links(owner: str) -> dict[str, str]:
+    """ifname → ifalias of the host's links whose alias says `owner` made them."""
+    out = {}
+    with _host() as ipr:
+        for link in ipr.get_links():
+            alias = link.get("ifalias") or ""
+            if alias.startswith(owner + ":"):
+                out[link.get("ifname")] = alias
+    return out
+
+
+def delete_link(name: str) -> bool:
+    """Delete a link (a veth takes its peer with it); False when there was none."""
+    with _host() as ipr:
+        idx = _index(ipr, name)
+        if idx is None:
+            return False
+        try:
+            ipr.link("del", index=idx)
+        except NetlinkError as e:
+            if e.code != errno.ENODEV:
+                raise
+            return False
+        return True
+
+
+# -- bridges --------------------------------------------------------------------------------
+
+def ensure_bridge(name: str, gateway: IPv4Address, prefixlen: int, mtu: int, mac: str,
+                  alias: str) -> None:
+    """Create the bridge if missing (or finish one a crash left half-made): gateway address,
+    MTU, alias, up. Idempotent, and safe against another process doing the same."""
+    with _host() as ipr:
+        idx = _index(ipr, name)
+        if idx is None:
+            try:
+                ipr.link("add", ifname=name, kind="bridge", address=mac, mtu=mtu)
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:
+                    raise
+            idx = _index(ipr, name)
+        link = ipr.get_links(idx)[0]
+        if link.get_attr("IFLA_LINKINFO") is None or \
+                link.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_KIND") != "bridge":
+            raise OSError(errno.EEXIST, f"{name} exists and is not a bridge")
+        ipr.link("set", index=idx, mtu=mtu, ifalias=alias)
+        have = {(a.get("address"), a["prefixlen"]) for a in
+                ipr.get_addr(index=idx, family=socket.AF_INET)}
+        if (str(gateway), prefixlen) not in have:
+            try:
+                ipr.addr("add", index=idx, address=str(gateway), prefixlen=prefixlen)
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:
+                    raise
+        ipr.link("set", index=idx, state="up")
+    # 127.0.0.1:<published port> is DNATed to a container behind this bridge: without it the
+    # kernel drops the loopback-sourced packet as martian before masquerade rewrites it.
+    set_sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
+
+
+# -- endpoints ------------------------------------------------------------------------------
+
+def create_endpoint(*, host_veth: str, bridge: str, netns_path: str, ifname: str,
+                    ip: IPv4Address, prefixlen: int, mac: str, mtu: int,
+                    gateway: IPv4Address | None, alias: str) -> None:
+    """A veth pair: the host end on the bridge, the other created directly inside the
+    namespace as `ifname` (no rename, no window where it sits on the host), with the
+    address, MAC, MTU, and a default route via `gateway` unless the namespace has one."""
+    with _host() as ipr:
+        br = _index(ipr, bridge)
+        if br is None:
+            raise OSError(errno.ENODEV, f"bridge {bridge} does not exist")
+        ipr.link("add", ifname=host_veth, kind="veth", mtu=mtu,
+                 peer={"ifname": ifname, "net_ns_fd": netns_path, "address": mac, "mtu": mtu})
+        try:
+            idx = _index(ipr, host_veth)
+            ipr.link("set", index=idx, master=br, ifalias=alias)
+            ipr.link("set", index=idx, state="up")
+            with _netns(netns_path) as ns:
+                lo = _index(ns, "lo")
+                ns.link("set", index=lo, state="up")
+                eth = _index(ns, ifname)
+                ns.addr("add", index=eth, address=str(ip), prefixlen=prefixlen)
+                ns.link("set", index=eth, state="up")
+                if gateway is not None and not any(
+                        r["dst_len"] == 0 for r in ns.get_routes(family=socket.AF_INET,
+                                                                 table=254)):
+                    ns.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=eth)
+        except BaseException:
+            delete_link(host_veth)
+            raise
+
+
+def plug(host_veth: str, bridge: str) -> None:
+    """Put a surviving endpoint's veth back on its bridge (re-made after it was lost)."""
+    with _host() as ipr:
+        idx, br = _index(ipr, host_veth), _index(ipr, bridge)
+        if idx is None or br is None:
+            raise OSError(errno.ENODEV, f"{host_veth} or {bridge} does not exist")
+        if ipr.get_links(idx)[0].get("master") != br:
+            ipr.link("set", index=idx, master=br)
+        ipr.link("set", index=idx, state="up")
+
+
+def netns_links(netns_path: str) -> list[str]:
+    with _netns(netns_path) as ns:
+        return [link.get("ifname") for link in ns.get_links()]
+
+
+# -- persistent network namespaces ----------------------------------------------------------
+
+def is_netns(path: str) -> bool:
+    """Whether a network namespace is mounted at `path` (nsfs files share one device)."""
+    try:
+        return os.stat(path).st_dev == os.stat("/proc/self/ns/net").st_dev
+    except FileNotFoundError:
+        return False
+
+
+def create_netns(path: str) -> None:
+    """A new network namespace kept alive by a bind mount at `path`, as `ip netns add` does,
+    with its loopback up."""
+    if is_netns(path):
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+
+    def make() -> socket.socket:
+        LINUX.unshare(CLONE_NEWNET)  # this thread alone moves to the new namespace
+        LINUX.mount("/proc/thread-self/ns/net", path, None, MS_BIND)
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+
+    try:
+        with IPRoute(fileno=_in_thread(make).detach()) as ns:
+            ns.link("set", index=_index(ns, "lo"), state="up")
+    except BaseException:
+        remove_netns(path)
+        raise
+
+
+def remove_netns(path: str) -> None:
+    """Unmount and delete a namespace file (gone already is fine). The namespace itself
+    lives on while a process is still in it."""
+    try:
+        LINUX.umount2(path, MNT_DETACH)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

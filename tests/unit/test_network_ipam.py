@@ -1,0 +1,208 @@
+"""IPAM without root: address choice (pure) and the SQLite store's allocations."""
+
+from __future__ import annotations
+
+import threading
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+
+from bosun.network import ipam
+from bosun.network.errors import AddressExhausted, Conflict, InvalidParameter, NotFound
+from bosun.network.firewall import BridgeRules, PortRule, render
+from bosun.network.store import NetworkStore
+
+
+@pytest.fixture
+def store(tmp_path) -> NetworkStore:
+    return NetworkStore(str(tmp_path / "net.db"))
+
+
+def add(store: NetworkStore, name: str, **kw):
+    return store.add_network(name, bridge=kw.pop("bridge", f"br-{name}"), **kw)
+
+
+def alloc(store: NetworkStore, net: str, cid: str, **kw):
+    return store.allocate(net, cid, netns_path=f"/run/ns/{cid}", **kw)
+
+
+def test_choose_subnet_skips_host_routes_and_networks():
+    routes = [IPv4Network("0.0.0.0/0"), IPv4Network("172.18.5.0/24"),
+              IPv4Network("172.17.0.0/16")]
+    assert ipam.choose_subnet(routes, ipam.DEFAULT_BRIDGE_SUBNET) == IPv4Network("172.19.0.0/16")
+    assert ipam.choose_subnet([]) == IPv4Network("172.17.0.0/16")
+    every_172 = [IPv4Network("172.16.0.0/12")]
+    assert ipam.choose_subnet(every_172) == IPv4Network("192.168.0.0/20")
+    with pytest.raises(AddressExhausted):
+        ipam.choose_subnet([IPv4Network("128.0.0.0/1")])
+
+
+def test_pool_validation():
+    p = ipam.make_pool("10.9.0.0/24")
+    assert p.gateway == IPv4Address("10.9.0.1")
+    with pytest.raises(InvalidParameter, match="it should be 10.9.0.0/16"):
+        ipam.make_pool("10.9.1.2/16")
+    with pytest.raises(InvalidParameter, match="not within"):
+        ipam.make_pool("10.9.0.0/24", ip_range="10.8.0.0/25")
+    with pytest.raises(InvalidParameter, match="gateway"):
+        ipam.make_pool("10.9.0.0/24", gateway="10.9.1.1")
+    with pytest.raises(InvalidParameter, match="too small"):
+        ipam.make_pool("10.9.0.0/31")
+
+
+def test_mac_is_dockers():
+    assert ipam.mac_for(IPv4Address("172.18.0.2")) == "02:42:ac:12:00:02"
+
+
+def test_sequential_allocation_gateway_and_mac(store):
+    net = add(store, "n1", subnet="10.50.0.0/24")
+    assert (net.subnet, net.gateway) == (IPv4Network("10.50.0.0/24"), IPv4Address("10.50.0.1"))
+    a, b = alloc(store, "n1", "c1"), alloc(store, "n1", "c2")
+    assert (a.ip, b.ip) == (IPv4Address("10.50.0.2"), IPv4Address("10.50.0.3"))
+    assert a.mac == "02:42:0a:32:00:02" and a.ifname == "eth0" and a.prefixlen == 24
+    assert a.bridge == "br-n1" and a.gateway == net.gateway
+    with pytest.raises(Conflict, match="already attached"):
+        alloc(store, "n1", "c1")
+
+
+def test_default_subnet_avoids_routes_and_other_networks(store):
+    a = add(store, "a", host_routes=[IPv4Network("172.18.0.0/16")],
+            preferred=ipam.DEFAULT_BRIDGE_SUBNET)
+    b = add(store, "b")
+    # 172.18 (preferred) is routed: the pools from the start, then past what is taken
+    assert a.subnet == IPv4Network("172.17.0.0/16")
+    assert b.subnet == IPv4Network("172.18.0.0/16")
+    assert add(store, "c").subnet == IPv4Network("172.19.0.0/16")
+    with pytest.raises(Conflict, match="overlaps"):
+        add(store, "d", subnet="172.18.128.0/17")
+    with pytest.raises(Conflict, match="already exists"):
+        add(store, "a", bridge="other")
+    with pytest.raises(Conflict, match="bridge name"):
+        add(store, "e", bridge="br-a")
+
+
+def test_static_ip(store):
+    add(store, "n", subnet="10.51.0.0/24", ip_range="10.51.0.128/25")
+    ep = alloc(store, "n", "c1", ip="10.51.0.10")  # outside the range, inside the subnet
+    assert ep.ip == IPv4Address("10.51.0.10")
+    with pytest.raises(Conflict, match="already in use"):
+        alloc(store, "n", "c2", ip="10.51.0.10")
+    for bad in ("10.51.0.1", "10.51.0.0", "10.51.0.255", "10.52.0.5", "nonsense"):
+        with pytest.raises(InvalidParameter):
+            alloc(store, "n", "c3", ip=bad)
+    assert alloc(store, "n", "c4", mac="02:AA:bb:cc:dd:ee").mac == "02:aa:bb:cc:dd:ee"
+
+
+def test_ip_range(store):
+    add(store, "n", subnet="10.52.0.0/24", ip_range="10.52.0.64/30")
+    ips = [alloc(store, "n", f"c{i}").ip for i in range(4)]
+    assert ips == [IPv4Address(f"10.52.0.{i}") for i in (64, 65, 66, 67)]
+    with pytest.raises(AddressExhausted):
+        alloc(store, "n", "c9")
+
+
+def test_release_and_reuse_after_wrap(store):
+    add(store, "n", subnet="10.53.0.0/29")  # .1 gateway, .2-.6 usable
+    eps = [alloc(store, "n", f"c{i}") for i in range(5)]
+    assert [str(e.ip) for e in eps] == [f"10.53.0.{i}" for i in range(2, 7)]
+    with pytest.raises(AddressExhausted, match="no available IPv4"):
+        alloc(store, "n", "full")
+    store.release(eps[1].id)
+    assert alloc(store, "n", "again").ip == IPv4Address("10.53.0.3")
+    store.release(eps[3].id)
+    store.release(eps[0].id)
+    # Serial: the next after the last handed out (.3) that is free, not the lowest free.
+    assert alloc(store, "n", "next").ip == IPv4Address("10.53.0.5")
+    assert alloc(store, "n", "wrap").ip == IPv4Address("10.53.0.2")
+
+
+def test_concurrent_allocations_unique(tmp_path):
+    path = str(tmp_path / "net.db")
+    NetworkStore(path).add_network("n", bridge="br-n", subnet="10.54.0.0/24")
+    results, errors = [], []
+
+    def worker(i: int) -> None:
+        try:
+            s = NetworkStore(path)  # as separate processes would: their own handle
+            for j in range(10):
+                results.append(alloc(s, "n", f"c{i}-{j}").ip)
+        except Exception as e:  # noqa: BLE001 - asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 160 and len(set(results)) == 160
+
+
+def test_persistence_across_reopen(tmp_path):
+    path = str(tmp_path / "net.db")
+    s = NetworkStore(path)
+    net = s.add_network("n", bridge="br-n", subnet="10.55.0.0/24", labels={"k": "v"},
+                        options={"com.docker.network.driver.mtu": "1400"})
+    ep = alloc(s, "n", "c1", aliases=["web"])
+    s.add_port(ep.id, "tcp", "0.0.0.0", 8080, 80)
+    s2 = NetworkStore(path)
+    (again,) = s2.networks()
+    assert again == net and again.mtu == 1400 and again.labels == {"k": "v"}
+    assert s2.endpoint(ep.id) == ep and ep.aliases == ("web",) and ep.mtu == 1400
+    assert alloc(s2, "n", "c2").ip == IPv4Address("10.55.0.3")  # serial point persisted
+    (p,) = s2.ports()
+    assert (p.host_port, p.container_ip, p.bridge) == (8080, ep.ip, "br-n")
+
+
+def test_lookup_and_remove(store):
+    net = add(store, "n", subnet="10.56.0.0/24")
+    assert store.network(net.id[:6]) == net == store.network("n") == store.network(net.id)
+    with pytest.raises(NotFound):
+        store.network("nope")
+    ep = alloc(store, "n", "c1")
+    with pytest.raises(Conflict, match="active endpoints"):
+        store.remove_network("n")
+    store.release(ep.id)
+    store.remove_network("n")
+    assert store.networks() == []
+
+
+def test_ifname_per_namespace(store):
+    add(store, "a", subnet="10.57.0.0/24")
+    add(store, "b", subnet="10.58.0.0/24")
+    e1 = store.allocate("a", "c1", netns_path="/ns/c1", ifnames_in_use=["lo"])
+    e2 = store.allocate("b", "c1", netns_path="/ns/c1", ifnames_in_use=["lo", "eth0"])
+    assert (e1.ifname, e2.ifname) == ("eth0", "eth1")
+
+
+def test_ports(store):
+    add(store, "n", subnet="10.59.0.0/24")
+    ep = alloc(store, "n", "c1")
+    store.add_port(ep.id, "tcp", "127.0.0.1", 8080, 80)
+    with pytest.raises(Conflict, match="already allocated"):
+        store.add_port(ep.id, "tcp", "0.0.0.0", 8080, 80)
+    store.add_port(ep.id, "udp", "0.0.0.0", 8080, 80)  # another protocol
+    store.add_port(ep.id, "tcp", "127.0.0.2", 8080, 81)  # another address
+    auto = store.add_port(ep.id, "tcp", "", 0, 22, port_range=(40000, 40010),
+                          port_free=lambda proto, ip, port: port != 40000)
+    assert auto.host_port == 40001 and str(auto.host_ip) == "0.0.0.0"
+    assert store.release(ep.id) is True
+    assert store.ports() == []
+
+
+def test_firewall_render_is_complete():
+    s = render("bosun_t", [BridgeRules("bra", IPv4Network("10.1.0.0/24"), False, True, True),
+                           BridgeRules("brb", IPv4Network("10.2.0.0/24"), True, False, True)],
+               [PortRule("bra", "tcp", IPv4Address("0.0.0.0"), 8080, IPv4Address("10.1.0.2"),
+                         80)])
+    assert s.startswith("table ip bosun_t\ndelete table ip bosun_t\n")
+    assert 'ip saddr 10.1.0.0/24 oifname != "bra" masquerade' in s
+    assert "10.2.0.0/24" not in s  # internal: no masquerade
+    assert 'iifname "bra" oifname { "brb" } drop' in s
+    assert 'iifname "brb" oifname != "brb" drop' in s
+    assert 'iifname != "bra" meta l4proto tcp th dport 8080 dnat to 10.1.0.2:80' in s
+    assert 'oifname "bra" ip saddr 127.0.0.0/8 masquerade' in s
+    with pytest.raises(InvalidParameter):
+        render("bad name", [], [])
+    with pytest.raises(InvalidParameter):
+        render("t", [BridgeRules('x" drop', IPv4Network("10.1.0.0/24"), 0, 1, 1)], [])
