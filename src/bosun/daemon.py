@@ -28,6 +28,7 @@ _KEYS = {
     "live-restore": (bool, True), "debug": (bool, False), "pidfile": (str, ""),
     "storage-driver": (str, ""), "tlsverify": (bool, False), "tlscacert": (str, ""),
     "tlscert": (str, ""), "tlskey": (str, ""), "group": (str, "bosun"),
+    "bridge": (str, "bosun0"), "bip": (str, ""),
 }
 
 
@@ -55,6 +56,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tlscacert")
     p.add_argument("--tlscert")
     p.add_argument("--tlskey")
+    p.add_argument("-b", "--bridge", help="the Linux bridge of the default `bridge` network")
+    p.add_argument("--bip", help="the default bridge's address and prefix (e.g. 172.30.0.1/16)")
     return p.parse_args(argv)
 
 
@@ -92,7 +95,8 @@ def settings(args: argparse.Namespace) -> dict:
              "live-restore": args.live_restore, "debug": args.debug, "pidfile": args.pidfile,
              "log-driver": args.log_driver, "storage-driver": args.storage_driver,
              "group": args.group, "tlsverify": args.tlsverify, "tlscacert": args.tlscacert,
-             "tlscert": args.tlscert, "tlskey": args.tlskey}
+             "tlscert": args.tlscert, "tlskey": args.tlskey, "bridge": args.bridge,
+             "bip": args.bip}
     if args.log_opts:
         opts = {}
         for item in args.log_opts:
@@ -183,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     from bosun.api.routes import build_router
     from bosun.api.http import Server
     from bosun.engine.engine import Engine, EngineConfig
+    from bosun.engine.errors import EngineError
 
     engine = Engine(EngineConfig(
         data_root=cfg["data-root"], exec_root=cfg["exec-root"],
@@ -190,8 +195,16 @@ def main(argv: list[str] | None = None) -> int:
         insecure_registries=cfg["insecure-registries"], log_driver=cfg["log-driver"],
         log_opts=cfg["log-opts"], default_ulimits=cfg["default-ulimits"],
         live_restore=cfg["live-restore"], debug=cfg["debug"],
-        storage_driver=cfg["storage-driver"] or None), forkserver=forkserver)
-    engine.start()
+        storage_driver=cfg["storage-driver"] or None, bridge=cfg["bridge"], bip=cfg["bip"]),
+        forkserver=forkserver)
+    try:
+        engine.start()
+    except EngineError as e:
+        print(f"bosun daemon: {e}", file=sys.stderr)
+        engine.close()
+        forkserver.stop()
+        os.unlink(pidfile)
+        return 1
     router = build_router(engine)
     servers = []
     for listener in listeners:

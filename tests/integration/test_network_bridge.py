@@ -8,14 +8,13 @@ namespace) even when a test fails. Traffic goes only between namespaces made her
 from __future__ import annotations
 
 import os
-import random
 import secrets
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Self
 
@@ -25,6 +24,7 @@ pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
 from bosun.network import Conflict, Forbidden, Networks, NotFound, firewall, netlink
+from bosun.testing.netns import outside_world
 
 PING = r"""
 import os, socket, struct, sys
@@ -138,27 +138,9 @@ def veths(nets: Networks) -> list[str]:
 def outside(nets, tmp_path) -> Iterator[tuple[str, IPv4Address, IPv4Address]]:
     """A namespace standing for the world beyond the host: a /30 on its own veth, routed
     by the host, not a bridge. Yields (netns path, host's address, its address)."""
-    used = netlink.host_routes()
-    for _ in range(100):
-        sub = IPv4Network(f"10.254.{random.randrange(256)}.{random.randrange(64) * 4}/30")
-        if not any(sub.overlaps(r) for r in used if r.prefixlen):
-            break
-    host_ip, far_ip = list(sub.hosts())
     path = str(tmp_path / "outside-ns")
-    host_if = f"vo{nets.tag}"
-    netlink.create_netns(path)
-    try:
-        subprocess.run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0",
-                        "netns", path], check=True)
-        subprocess.run(["ip", "addr", "add", f"{host_ip}/30", "dev", host_if], check=True)
-        subprocess.run(["ip", "link", "set", host_if, "up"], check=True)
-        for cmd in (["ip", "addr", "add", f"{far_ip}/30", "dev", "eth0"],
-                    ["ip", "link", "set", "eth0", "up"]):
-            subprocess.run(["nsenter", f"--net={path}", *cmd], check=True)
+    with outside_world(path, f"vo{nets.tag}") as (host_ip, far_ip):
         yield path, host_ip, far_ip
-    finally:
-        netlink.delete_link(host_if)
-        netlink.remove_netns(path)
 
 
 def test_two_endpoints_reach_each_other_and_the_gateway(nets):

@@ -6,9 +6,9 @@ from bosun.api.http import Router
 
 
 def build_router(engine) -> Router:
-    from bosun.api import containers, containers_extra, images, system
+    from bosun.api import containers, containers_extra, images, networks, system
 
     router = Router()
-    for module in (system, containers, containers_extra, images):
+    for module in (system, containers, containers_extra, images, networks):
         module.register(router, engine)
     return router

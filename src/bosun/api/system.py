@@ -101,7 +101,7 @@ def system_info(engine) -> dict:
         "Driver": "overlay2" if type(engine.images.snapshots).__name__.startswith("Overlay")
         else "vfs",
         "DriverStatus": [["Backing Filesystem", "extfs"]],
-        "Plugins": {"Volume": ["local"], "Network": ["host", "null"],
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
                     "Authorization": None, "Log": ["json-file", "local", "none"]},
         "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True,
         "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,

@@ -18,6 +18,7 @@ import posixpath
 import re
 import signal
 import stat
+from collections.abc import Callable
 
 from bosun import kernel as K
 from bosun.engine.errors import InvalidParameter, NotFound, SystemErr
@@ -182,14 +183,16 @@ def parse_signal(sig: str | int) -> int:
 
 # -- HostConfig --------------------------------------------------------------------------------
 
-def normalize_host_config(hc: dict | None, cgroups_v2: bool = False) -> dict:
+def normalize_host_config(hc: dict | None, cgroups_v2: bool = False,
+                          network_name: Callable[[str], str | None] = lambda ref: None) -> dict:
     """A validated copy of HostConfig with Docker's defaults filled in. `cgroups_v2` is the
-    host's cgroup mode (it decides the default cgroup namespace)."""
+    host's cgroup mode (it decides the default cgroup namespace); `network_name` resolves a
+    user-defined network (name, id or id prefix) to its name, None when there is none."""
     out = copy.deepcopy(hc or {})
     _restart_policy(out)
     _resources(out)
     _ulimits(out)
-    _namespace_modes(out, cgroups_v2)
+    _namespace_modes(out, cgroups_v2, network_name)
     check_mounts(out)
     _devices(out)
     _sysctls(out)
@@ -336,7 +339,8 @@ def _container_ref(mode: str) -> str | None:
     return mode.split(":", 1)[1] if mode.startswith("container:") else None
 
 
-def _namespace_modes(hc: dict, cgroups_v2: bool) -> None:
+def _namespace_modes(hc: dict, cgroups_v2: bool,
+                     network_name: Callable[[str], str | None]) -> None:
     net = hc.get("NetworkMode") or ""
     if net in ("", "default"):
         net = "bridge"  # Docker >= 25 stores the daemon's default network by name
@@ -351,8 +355,10 @@ def _namespace_modes(hc: dict, cgroups_v2: bool) -> None:
     elif net == "host" and hc.get("Links"):
         raise InvalidParameter(_HOST_NET_LINKS)
     elif net not in ("bridge", "none", "host"):
-        # User-defined networks come with the network layer.
-        raise NotFound(f"network {net} not found")
+        name = network_name(net)
+        if name is None:
+            raise NotFound(f"network {net} not found")
+        net = name
     hc["NetworkMode"] = net
 
     ipc = hc.get("IpcMode") or "private"  # Docker's default since 20.10

@@ -35,6 +35,16 @@ class EngineConfig:
     debug: bool = False
     storage_driver: str | None = None
     cgroup_parent: str = "/bosun"
+    bridge: str = "bosun0"  # the `bridge` network's Linux bridge (dockerd's --bridge)
+    bip: str = ""  # its gateway address/prefix, e.g. 172.30.0.1/16 (dockerd's --bip)
+
+    @property
+    def nft_table(self) -> str:
+        """bosun's nftables table (and the owner tag of its links): one per default bridge,
+        so daemons with different bridges (tests) never touch each other's rules."""
+        if self.bridge == "bosun0":
+            return "bosun"
+        return "bosun_" + "".join(ch if ch.isalnum() else "_" for ch in self.bridge)
 
 
 class Engine:
@@ -61,6 +71,7 @@ class Engine:
         self.containers: dict[str, Container] = {}
         self.names: dict[str, str] = {}
         self.execs: dict = {}
+        self._networks = None
         from bosun.engine.monitor import Monitor
 
         self.monitor = Monitor(self)
@@ -85,6 +96,21 @@ class Engine:
     def bundle_dir(self, cid: str) -> str:
         return os.path.join(self.bundles_dir, cid)
 
+    @property
+    def networks(self):
+        """The network layer (bosun.network.Networks), made on first use: importing it costs
+        ~0.25 s (pyroute2), which a daemon pays once at start."""
+        if self._networks is None:
+            with self.lock:
+                if self._networks is None:
+                    from bosun.network.manager import Networks
+
+                    self._networks = Networks(
+                        os.path.join(self.data_root, "network", "network.db"),
+                        os.path.join(self.exec_root, "network"),
+                        table=self.config.nft_table, default_bridge=self.config.bridge)
+        return self._networks
+
     # -- life -------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -92,7 +118,25 @@ class Engine:
         from bosun.engine.restore import restore
 
         self.monitor.start()
+        self.ensure_default_network()
         restore(self)
+
+    def ensure_default_network(self) -> None:
+        from bosun.engine.netattach import engine_error
+
+        subnet = gateway = None
+        if self.config.bip:
+            import ipaddress
+
+            try:
+                iface = ipaddress.IPv4Interface(self.config.bip)
+            except ValueError as e:
+                raise InvalidParameter(f"invalid bip {self.config.bip!r}: {e}") from None
+            subnet, gateway = str(iface.network), str(iface.ip)
+        try:
+            self.networks.ensure_default_network(subnet, gateway)
+        except Exception as e:  # noqa: BLE001
+            raise engine_error(e) from None
 
     def close(self) -> None:
         """Stop serving; running containers keep running (their shims outlive us)."""
@@ -267,3 +311,40 @@ class Engine:
         from bosun.engine.containers.changes import changes
 
         return changes(self, self.get(ref))
+
+    # -- networks -------------------------------------------------------------------------
+
+    def list_networks(self, filters: dict | None = None) -> list[dict]:
+        from bosun.engine import networks
+
+        return networks.list_networks(self, filters or {})
+
+    def inspect_network(self, ref: str) -> dict:
+        from bosun.engine import networks
+
+        return networks.inspect(self, ref)
+
+    def create_network(self, body: dict) -> dict:
+        from bosun.engine import networks
+
+        return networks.create(self, body)
+
+    def remove_network(self, ref: str) -> None:
+        from bosun.engine import networks
+
+        networks.remove(self, ref)
+
+    def connect_network(self, ref: str, container: str, endpoint_config: dict | None) -> None:
+        from bosun.engine import networks
+
+        networks.connect(self, ref, self.get(container), endpoint_config or {})
+
+    def disconnect_network(self, ref: str, container: str, force: bool = False) -> None:
+        from bosun.engine import networks
+
+        networks.disconnect(self, ref, container, force)
+
+    def prune_networks(self, filters: dict | None = None) -> dict:
+        from bosun.engine import networks
+
+        return networks.prune(self, filters or {})

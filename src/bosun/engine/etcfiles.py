@@ -76,15 +76,17 @@ def paths(directory: str) -> dict[str, str]:
             "ResolvConfPath": os.path.join(directory, "resolv.conf")}
 
 
-def write_all(directory: str, hostname: str, host_config: dict) -> dict[str, str]:
+def write_all(directory: str, hostname: str, host_config: dict,
+              own_lines: list[str] = ()) -> dict[str, str]:
     """Write the three files into `directory` (at each start, as Docker rebuilds them then:
-    edits made inside a container last until it restarts); return their paths.
+    edits made inside a container last until it restarts); return their paths. `own_lines`
+    are the container's own addresses ("<ip>\t<hostname>") on its networks.
 
     Atomic but not fsync'd: they are derived from the container's record and rewritten by
     the next start, so a crash cannot lose anything that start would not rebuild."""
     out = paths(directory)
     atomic_write(out["HostnamePath"], f"{hostname}\n".encode(), 0o644, durable=False)
-    atomic_write(out["HostsPath"], hosts(host_config).encode(), 0o644, durable=False)
+    atomic_write(out["HostsPath"], hosts(host_config, own_lines).encode(), 0o644, durable=False)
     atomic_write(out["ResolvConfPath"], resolv_conf(host_config).encode(), 0o644,
                  durable=False)
     return out

@@ -255,7 +255,9 @@ def read_exit_file(engine, c) -> dict | None:
 
 
 def cleanup_after_exit(engine, c) -> None:
-    """What a stopped container no longer needs: the runtime's state, bundle, rootfs mount."""
+    """What a stopped container no longer needs: the runtime's state, bundle, rootfs mount,
+    network namespace and endpoints."""
+    from bosun.engine import netattach
     from bosun.runtime.delete import delete
 
     try:
@@ -263,6 +265,7 @@ def cleanup_after_exit(engine, c) -> None:
     except Exception:  # noqa: BLE001  (already gone: the shim deleted it)
         pass
     shutil.rmtree(engine.bundle_dir(c.id), ignore_errors=True)
+    netattach.teardown(engine, c)  # after the delete: no process is left in the namespace
     try:
         engine.images.snapshots.unmount_container(c.id)
     except Exception as e:  # noqa: BLE001

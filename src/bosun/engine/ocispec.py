@@ -408,7 +408,9 @@ def sysctls(hc: dict, netns_path: str | None) -> dict[str, str]:
                            ("net.ipv4.ip_unprivileged_port_start", "0")):
             if os.path.exists("/proc/sys/" + key.replace(".", "/")):
                 out[key] = value
-    out.update({k: str(v) for k, v in (hc.get("Sysctls") or {}).items()})
+    # In a namespace the engine made, it writes the net.* ones itself (see above).
+    out.update({k: str(v) for k, v in (hc.get("Sysctls") or {}).items()
+                if not (netns_path and k.startswith("net."))})
     return out
 
 

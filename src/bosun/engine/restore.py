@@ -65,6 +65,10 @@ def restore(engine) -> None:
         if not c.removed and not c.running and c.status == "exited" and restart_at_boot(c):
             to_start.append(c)
     _sweep(engine)
+    from bosun.engine.netattach import reconcile
+
+    # Before any start below: reconcile removes endpoints of containers not in this set.
+    reconcile(engine, {c.id for c in engine.all() if c.running or c.status == PAUSED})
     if to_start:
         threading.Thread(target=_start_all, args=(engine, to_start), daemon=True).start()
 

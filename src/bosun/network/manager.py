@@ -89,9 +89,11 @@ class Networks:
 
     # -- networks -------------------------------------------------------------------------
 
-    def ensure_default_network(self) -> Network:
-        """The `bridge` network on `default_bridge`, 172.18.0.0/16 unless the host already
-        routes it (then the next free default pool)."""
+    def ensure_default_network(self, subnet: str | None = None,
+                               gateway: str | None = None) -> Network:
+        """The `bridge` network on `default_bridge`: `subnet`/`gateway` when given (dockerd's
+        --bip), else 172.18.0.0/16 unless the host already routes it (then the next free
+        default pool). An existing one is kept as it is."""
         try:
             net = self.store.network(DEFAULT_NETWORK)
         except NotFound:
@@ -102,7 +104,8 @@ class Networks:
                     "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
                     OPT_MTU: "1500"}
             try:
-                return self.create_network(DEFAULT_NETWORK, options=opts)
+                return self.create_network(DEFAULT_NETWORK, subnet=subnet, gateway=gateway,
+                                           options=opts)
             except Conflict:  # another process made it meanwhile
                 net = self.store.network(DEFAULT_NETWORK)
         self._make_bridge(net)
@@ -194,11 +197,16 @@ class Networks:
         netlink.remove_netns(path)
 
     def attach(self, container_id: str, network: str, netns_path: str, ip: str | None = None,
-               aliases: Iterable[str] = (), mac: str | None = None) -> Endpoint:
+               aliases: Iterable[str] = (), mac: str | None = None,
+               ifnames_in_use: Iterable[str] | None = None) -> Endpoint:
+        """`ifnames_in_use`: the namespace's links other than bosun's endpoints, when the
+        caller knows them (("lo",) for a namespace it just made); else they are listed."""
         if not netlink.is_netns(netns_path):
             raise InvalidParameter(f"{netns_path} is not a network namespace")
+        if ifnames_in_use is None:
+            ifnames_in_use = netlink.netns_links(netns_path)
         ep = self.store.allocate(network, container_id, netns_path=netns_path,
-                                 ifnames_in_use=netlink.netns_links(netns_path),
+                                 ifnames_in_use=ifnames_in_use,
                                  veth_prefix=self.veth_prefix, ip=ip, mac=mac, aliases=aliases)
         try:
             netlink.create_endpoint(
@@ -214,12 +222,18 @@ class Networks:
     def detach(self, container_id: str, network: str) -> None:
         self._detach(self.store.find_endpoint(network, container_id))
 
-    def detach_all(self, container_id: str) -> None:
+    def detach_all(self, container_id: str, keep_links: bool = False) -> None:
+        """Detach every endpoint of a container. `keep_links`: the caller removes the
+        namespace next, and its destruction takes the veth pairs with it (the kernel does it
+        asynchronously, where a synchronous veth delete costs ~25 ms of RCU grace periods).
+        Addresses and ports are released at once either way; a veth the kernel has not yet
+        removed is an unknown link to `reconcile`."""
         for ep in self.store.endpoints(container_id=container_id):
-            self._detach(ep)
+            self._detach(ep, keep_link=keep_links)
 
-    def _detach(self, ep: Endpoint) -> None:
-        netlink.delete_link(ep.host_veth)
+    def _detach(self, ep: Endpoint, keep_link: bool = False) -> None:
+        if not keep_link:
+            netlink.delete_link(ep.host_veth)
         if self.store.release(ep.id):
             self._render()
 
@@ -241,6 +255,11 @@ class Networks:
                 container_port: int = 0, proto: str = "tcp") -> PortBinding:
         """DNAT host_ip:host_port (0 = a free ephemeral port) to the endpoint."""
         ep_id = endpoint.id if isinstance(endpoint, Endpoint) else endpoint
+        if host_port and not _port_free(proto.lower(), host_ip or "0.0.0.0", host_port):
+            # A host program has it: DNAT would silently steal its traffic (Docker's proxy
+            # fails to bind there).
+            raise Conflict(f"failed to bind host port {host_ip or '0.0.0.0'}:{host_port}/"
+                           f"{proto.lower()}: address already in use")
         binding = self.store.add_port(ep_id, proto, host_ip, host_port, container_port,
                                       port_range=_ephemeral_range(), port_free=_port_free)
         try:

@@ -206,11 +206,16 @@ class NetworkStore:
                                    f"bosun knows {SCHEMA_VERSION}")
 
     @contextmanager
-    def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+    def _tx(self, write: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """`durable=False` for endpoints and ports: they describe kernel state that a power
+        loss wipes anyway, so their commits skip the fsync (WAL keeps them across a crash
+        of the process, and the next durable commit syncs them too)."""
         from bosun import sqlitedb
 
         try:
             conn = sqlitedb.connect(self.path, self.timeout)
+            if not durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
         except RuntimeError as e:
             raise NetworkError(str(e)) from None
         try:
@@ -321,7 +326,7 @@ class NetworkStore:
             raise InvalidParameter(f"veth prefix {veth_prefix!r} is longer than 8 characters")
         if mac is not None:
             mac = ipam.check_mac(mac)
-        with self._tx() as c:
+        with self._tx(durable=False) as c:
             net = self._resolve(c, network)
             if c.execute("SELECT 1 FROM endpoints WHERE network_id = ? AND container_id = ?",
                          (net.id, container_id)).fetchone():
@@ -388,7 +393,7 @@ class NetworkStore:
     def release(self, ep_id: str) -> bool:
         """Free an endpoint's address and its published ports (gone already is fine).
         Returns whether it had published ports: the firewall then needs re-rendering."""
-        with self._tx() as c:
+        with self._tx(durable=False) as c:
             had_ports = c.execute("SELECT 1 FROM ports WHERE endpoint_id = ?",
                                   (ep_id,)).fetchone() is not None
             c.execute("DELETE FROM endpoints WHERE id = ?", (ep_id,))
@@ -412,7 +417,7 @@ class NetworkStore:
             raise InvalidParameter(f"invalid host IP {host_ip!r}: {e}") from None
         if not 0 <= host_port <= 65535 or not 1 <= container_port <= 65535:
             raise InvalidParameter(f"invalid port: {host_port}:{container_port}")
-        with self._tx() as c:
+        with self._tx(durable=False) as c:
             self._endpoint(c, ep_id)
             used = {(r[0], r[1]) for r in c.execute(
                 "SELECT host_ip, host_port FROM ports WHERE proto = ?", (proto,))}
@@ -436,7 +441,7 @@ class NetworkStore:
                     if (p.proto, p.host_ip, p.host_port) == (proto, hip, host_port))
 
     def remove_port(self, ep_id: str, proto: str, host_ip: str, host_port: int) -> bool:
-        with self._tx() as c:
+        with self._tx(durable=False) as c:
             cur = c.execute("DELETE FROM ports WHERE endpoint_id = ? AND proto = ? AND "
                             "host_ip = ? AND host_port = ?",
                             (ep_id, proto.lower(), str(IPv4Address(host_ip or "0.0.0.0")),

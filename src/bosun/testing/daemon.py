@@ -1,13 +1,17 @@
 """Harness shared by bosun's integration tests and benchmarks: a private `bosun daemon` whose
 data-root, exec-root and socket live in a temporary directory, driven by the real docker CLI
 (DOCKER_HOST) or the docker SDK. `teardown()` removes every container, then checks that no
-shim, mount, cgroup or directory is left, and reports what it had to clean itself.
+shim, mount, cgroup, directory, network (endpoint veth, bridge, nftables table, namespace
+mount) is left, and reports what it had to clean itself. Each daemon gets a bridge of its
+own (`bridge`, hence its own nftables table and link owner tag), so daemons run side by side
+never touch each other's networking nor the host's bosun0.
 
 Not used by bosun itself; it lives in the package so tests and benchmarks share one copy."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -42,6 +46,12 @@ class BosunDaemon:
         self.log_path = self.workdir / "daemon.log"
         self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen | None = None
+        self.bridge = f"bsn{secrets.token_hex(4)}"  # ≤ 15 characters, unique to this daemon
+
+    @property
+    def nft_table(self) -> str:
+        """The daemon's nftables table, which also tags the links it makes (EngineConfig)."""
+        return f"bosun_{self.bridge}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -59,7 +69,7 @@ class BosunDaemon:
             [PY, "-m", "bosun.cli", "daemon", "-H", self.host, "--data-root",
              str(self.data_root), "--exec-root", str(self.exec_root), "--config-file",
              str(self.workdir / "daemon.json"), "--pidfile", str(self.workdir / "bosun.pid"),
-             *self.extra_args],
+             "--bridge", self.bridge, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
@@ -146,7 +156,13 @@ class BosunDaemon:
             ids = r.stdout.decode().split()
             if ids:
                 self.docker("rm", "-f", *ids, check=False, timeout=120)
+            r = self.docker("network", "ls", "-q", "--filter", "type=custom", check=False,
+                            timeout=30)
+            nets = r.stdout.decode().split()
+            if nets:
+                self.docker("network", "rm", *nets, check=False, timeout=60)
         self.stop()
+        problems += self._network_leftovers()
         from bosun.runtime.delete import delete
         from bosun.runtime.errors import RuntimeErr
 
@@ -171,6 +187,47 @@ class BosunDaemon:
             problems.append(f"mounts left: {left}")
             unmount_under(self.workdir)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        return problems
+
+
+    def _network_leftovers(self) -> list[str]:
+        """After the daemon stopped with every container and user network removed: only its
+        default bridge (and its table) may remain, as dockerd leaves docker0. Those are
+        removed here; anything else is reported (and removed)."""
+        from bosun.network import firewall, netlink
+
+        problems = []
+        owner = self.nft_table
+        # A stopped container's veths go with its namespace, which the kernel destroys
+        # asynchronously: give that a moment.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and any(
+                ":ep:" in alias for alias in netlink.owned_links(owner).values()):
+            time.sleep(0.05)
+        for ifname, alias in netlink.owned_links(owner).items():
+            if ifname != self.bridge:
+                problems.append(f"link left: {ifname} ({alias})")
+            netlink.delete_link(ifname)
+        rules = firewall.table_rules(owner)
+        if rules:
+            dnat = [r for r in rules if any("dnat" in stmt for stmt in r.get("expr", ()))]
+            if dnat:
+                problems.append(f"published-port rules left in nft table {owner}: {len(dnat)}")
+        if rules is not None:
+            firewall.delete_table(owner)
+        netns_dir = self.exec_root / "network" / "netns"
+        if netns_dir.is_dir():
+            for name in os.listdir(netns_dir):
+                problems.append(f"netns left: {name[:12]}")
+                netlink.remove_netns(str(netns_dir / name))
+        db = self.data_root / "network" / "network.db"
+        if db.exists():
+            from bosun.network.store import NetworkStore
+
+            store = NetworkStore(str(db))
+            eps = store.endpoints()
+            if eps:
+                problems.append(f"IPAM rows left: {[e.container_id[:12] for e in eps]}")
         return problems
 
 

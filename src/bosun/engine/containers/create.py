@@ -10,6 +10,7 @@ from bosun.engine import names
 from bosun.engine.container import Container, new_state, now_rfc3339
 from bosun.engine.errors import Conflict, InvalidParameter, NotFound
 
+BUILTIN_NET = ("bridge", "none", "host")
 # Config keys of a create body (the rest of the body is HostConfig/NetworkingConfig).
 _CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout",
                 "AttachStderr", "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd",
@@ -48,8 +49,9 @@ def create(engine, body: dict, name: str | None, platform: str | None = None) ->
     request = {k: body[k] for k in _CONFIG_KEYS if body.get(k) is not None}
     config = merge_image_config(request, image_config.config.legacy_dict())
     config["Image"] = image
-    host_config = normalize_host_config(body.get("HostConfig"),
-                                        cgroups_v2=_cgroup_v2())
+    host_config = normalize_host_config(body.get("HostConfig"), cgroups_v2=_cgroup_v2(),
+                                        network_name=lambda ref: _network_name(engine, ref))
+    networking = _networking_config(body.get("NetworkingConfig"), host_config)
     _fill_defaults(engine, host_config)
 
     cid = engine.new_id()
@@ -95,10 +97,10 @@ def create(engine, body: dict, name: str | None, platform: str | None = None) ->
             "GraphDriver": _graph_driver(engine, cid, rootfs),
             "Mounts": _mount_points(host_config),
             "Config": config,
-            "NetworkSettings": _network_settings(host_config),
+            "NetworkSettings": _network_settings(host_config, networking),
         }
         meta = {"rootfs": rootfs, "chain": chain, "manual_stop": False,
-                "networking": body.get("NetworkingConfig") or {}}
+                "networking": networking}
         engine.store.insert(doc, meta)
     except BaseException:
         with engine.lock:
@@ -193,15 +195,48 @@ def _mount_points(hc: dict) -> list[dict]:
     return out
 
 
-def _network_settings(hc: dict) -> dict:
+def _network_name(engine, ref: str) -> str | None:
+    from bosun.network import NetworkError
+
+    try:
+        return engine.networks.get(ref).name
+    except NetworkError:
+        return None
+
+
+def _networking_config(nc: dict | None, hc: dict) -> dict:
+    """NetworkingConfig, checked as Docker checks it at create: static addresses and aliases
+    only on user-defined networks; its entry for the mode's network keyed by that name."""
+    if nc is not None and not isinstance(nc, dict):
+        raise InvalidParameter("invalid NetworkingConfig")
+    eps = dict((nc or {}).get("EndpointsConfig") or {})
+    mode = hc["NetworkMode"]
+    if len(eps) > 1:  # Docker < 1.44 semantics for a create: one network, the mode's
+        raise InvalidParameter("Container cannot be connected to network endpoints: "
+                               + ", ".join(eps))
+    for key, conf in list(eps.items()):
+        conf = conf or {}
+        # Given by id, prefix or as "default": stored under the mode's network name.
+        eps = {mode: conf}
+        if mode in BUILTIN_NET or mode.startswith("container:"):
+            ipam = conf.get("IPAMConfig") or {}
+            if ipam.get("IPv4Address") or ipam.get("IPv6Address"):
+                raise InvalidParameter("user specified IP address is supported on user "
+                                       "defined networks only")
+            if conf.get("Aliases"):
+                raise InvalidParameter("network-scoped alias is supported only for "
+                                       "containers in user defined networks")
+    return {"EndpointsConfig": eps} if eps else {}
+
+
+def _network_settings(hc: dict, networking: dict) -> dict:
+    from bosun.engine.netattach import empty_endpoint
+
     mode = hc.get("NetworkMode") or "bridge"
     networks = {}
     if not mode.startswith("container:"):
-        networks[mode] = {"IPAMConfig": None, "Links": None, "Aliases": None,
-                          "MacAddress": "", "NetworkID": "", "EndpointID": "", "Gateway": "",
-                          "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-                          "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                          "DriverOpts": None, "DNSNames": None}
+        conf = (networking.get("EndpointsConfig") or {}).get(mode) or {}
+        networks[mode] = empty_endpoint(conf.get("IPAMConfig"), conf.get("Aliases"))
     return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
             "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",

@@ -13,7 +13,14 @@ import shutil
 import socket
 
 from bosun.engine.container import PAUSED, RESTARTING, RUNNING
-from bosun.engine.errors import Conflict, InvalidParameter, NotModified, SystemErr
+from bosun.engine.errors import (
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    NotModified,
+    SystemErr,
+)
 
 INIT_CANDIDATES = ("/usr/bin/tini-static", "/usr/bin/catatonit", "/usr/libexec/catatonit/catatonit",
                    "/usr/bin/docker-init", "/usr/bin/tini")
@@ -44,6 +51,9 @@ def start(engine, c, *, restarting: bool = False) -> None:
         try:
             shim_pid, pid = _launch(engine, c)
         except Exception as e:
+            from bosun.engine import netattach
+
+            netattach.teardown(engine, c)  # whatever step failed, no endpoint is left
             msg = str(e) or type(e).__name__
             code = 127 if ("executable file not found" in msg or "no such file" in msg.lower()) \
                 else 126 if "permission denied" in msg.lower() else 128
@@ -56,7 +66,8 @@ def start(engine, c, *, restarting: bool = False) -> None:
                 from bosun.engine.containers.remove import remove
 
                 remove(engine, c, force=True)  # as Docker: a --rm container that cannot start
-            if isinstance(e, (InvalidParameter, Conflict)):
+            if isinstance(e, (InvalidParameter, Conflict, NotFound, Forbidden,
+                              netattach.NetworkSetupFailed)):
                 raise
             if code in (126, 127):
                 raise InvalidParameter(_oci_error(msg)) from None
@@ -82,11 +93,12 @@ def _launch(engine, c) -> tuple[int, int]:
 
     rootfs = engine.images.snapshots.mount_container(c.id, c.meta["chain"])
     c.meta["rootfs"] = rootfs
-    from bosun.engine import etcfiles
+    from bosun.engine import etcfiles, netattach
 
+    netns = netattach.setup(engine, c)
     etcfiles.write_all(engine.container_dir(c.id), c.doc["Config"].get("Hostname") or "",
-                       c.doc["HostConfig"])
-    spec = _spec(engine, c, rootfs)
+                       c.doc["HostConfig"], netattach.hosts_lines(c))
+    spec = _spec(engine, c, rootfs, netns)
     bdir = engine.bundle_dir(c.id)
     shutil.rmtree(bdir, ignore_errors=True)
     os.makedirs(bdir, 0o700)
@@ -158,7 +170,7 @@ def _log_opts(cfg: dict) -> dict:
     return out
 
 
-def _spec(engine, c, rootfs: str) -> dict:
+def _spec(engine, c, rootfs: str, netns_path: str | None) -> dict:
     from bosun.engine.createconfig import held_capabilities, resolve_user
     from bosun.engine.ocispec import build_spec
 
@@ -186,4 +198,5 @@ def _spec(engine, c, rootfs: str) -> dict:
                       resolv_path=c.doc.get("ResolvConfPath") or None,
                       init_path=init_path, cgroup_parent=engine.config.cgroup_parent,
                       cgroups_v2=os.path.exists("/sys/fs/cgroup/cgroup.controllers"),
-                      ns_paths=ns_paths, host_caps=held_capabilities())
+                      netns_path=netns_path, ns_paths=ns_paths,
+                      host_caps=held_capabilities())
