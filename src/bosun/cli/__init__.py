@@ -21,14 +21,25 @@ COMMANDS = {
     "rename": "containers", "pause": "containers", "unpause": "containers", "top": "containers",
     "run": "run", "create": "run", "start": "run", "exec": "run", "attach": "run",
     "images": "images", "pull": "images", "tag": "images", "rmi": "images",
+    "push": "registry", "login": "registry", "logout": "registry",
+    "save": "files", "load": "files", "import": "files", "commit": "files", "cp": "files",
+    "diff": "files", "export": "files",
+    "history": "disk", "image inspect": "disk", "image prune": "disk",
+    "container prune": "disk", "system df": "disk", "system prune": "disk",
+    "port": "monitor", "update": "monitor", "stats": "monitor", "events": "monitor",
+    "completion": "completion",
 }
+CONTAINER_COMMANDS = ("attach", "commit", "cp", "create", "diff", "exec", "export", "inspect",
+                      "kill", "logs", "pause", "port", "rename", "restart", "rm", "run", "start",
+                      "stats", "stop", "top", "unpause", "update", "wait")
 # docker's management commands: `bosun container ls` is `bosun ps`
 GROUPS = {
-    "container": {"ls": "ps", "list": "ps", "remove": "rm",
-                  **{c: c for c, m in COMMANDS.items() if m in ("containers", "run")}},
-    "image": {"ls": "images", "list": "images", "pull": "pull", "tag": "tag", "rm": "rmi",
-              "remove": "rmi", "inspect": "inspect"},
-    "system": {"info": "info"},
+    "container": {"ls": "ps", "list": "ps", "ps": "ps", "remove": "rm",
+                  "prune": "container prune", **{c: c for c in CONTAINER_COMMANDS}},
+    "image": {"ls": "images", "list": "images", "pull": "pull", "push": "push", "tag": "tag",
+              "rm": "rmi", "remove": "rmi", "inspect": "image inspect", "prune": "image prune",
+              "history": "history", "save": "save", "load": "load", "import": "import"},
+    "system": {"info": "info", "df": "system df", "prune": "system prune", "events": "events"},
 }
 
 GLOBAL = Command("", "[OPTIONS] COMMAND [ARG...]", "A self-sufficient runtime for containers", [
@@ -58,12 +69,22 @@ Common Commands:
   info        Display system-wide information
   daemon      Run the bosun daemon
 
+  login       Authenticate to a registry
+  logout      Log out from a registry
+  push        Upload an image to a registry
+
+Management Commands:
+  container   Manage containers (ls, prune, and the commands below)
+  image       Manage images (ls, inspect, prune, and the commands below)
+  system      Manage bosun (df, events, info, prune)
+  completion  Generate the shell completion script (bash, zsh, fish)
+
 Container Commands:
-  attach, create, inspect, kill, logs, pause, rename, restart, rm, start, stop, top,
-  unpause, wait
+  attach, commit, cp, create, diff, events, export, inspect, kill, logs, pause, port,
+  rename, restart, rm, start, stats, stop, top, unpause, update, wait
 
 Image Commands:
-  rmi, tag
+  history, import, load, rmi, save, tag
 
 Global Options:
   -H, --host list     Daemon socket to connect to (default unix:///run/bosun/bosun.sock,
@@ -86,9 +107,10 @@ class StatusError(Exception):
 class Cli:
     """What a command gets: where the daemon is, its client, and the standard streams."""
 
-    def __init__(self, host: str, debug: bool = False) -> None:
+    def __init__(self, host: str, debug: bool = False, config_dir: str | None = None) -> None:
         self.host = host
         self.debug = debug
+        self.config_dir = config_dir  # --config: where login keeps credentials
         self._client = None
 
     @property
@@ -151,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         if gopts["help"] or not rest or rest[0] == "help":
             print(TOP_HELP, end="")
             return 0
-        cli = Cli(resolve_host(gopts["host"]), debug)
+        cli = Cli(resolve_host(gopts["host"]), debug, gopts["config"])
         cmd, rest, typed = find(rest)
         if cmd is None:
             sys.stderr.write(f"{PROG}: unknown command: {PROG} {typed}\n\n"

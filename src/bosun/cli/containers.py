@@ -8,7 +8,7 @@ import time
 
 from bosun.cli import StatusError
 from bosun.cli.flags import BOOL, INT, LIST, STR, Flag, command
-from bosun.cli.format import ellipsis, human_duration, human_size
+from bosun.cli.format import choose, ellipsis, human_duration, human_size
 
 COMMANDS: dict = {}
 
@@ -113,7 +113,7 @@ class PsRow:
 
     @property
     def Names(self) -> str:
-        names = [n[1:] if n.startswith("/") else n for n in self.c.get("Names") or []]
+        names = [n.removeprefix("/") for n in self.c.get("Names") or []]
         if self.trunc:  # links ("/other/alias") only with --no-trunc
             names = [n for n in names if "/" not in n][:1] or names[:1]
         return ",".join(names)
@@ -136,7 +136,7 @@ class PsRow:
 
     @property
     def Networks(self) -> str:
-        return ",".join(sorted(((self.c.get("NetworkSettings") or {}).get("Networks") or {})))
+        return ",".join(sorted((self.c.get("NetworkSettings") or {}).get("Networks") or {}))
 
     @property
     def LocalVolumes(self) -> str:
@@ -178,10 +178,7 @@ def ps(cli, opts, args) -> int:
     if opts["quiet"] and fmt:
         cli.err("WARNING: Ignoring custom format, because both --format and --quiet are set.\n")
         fmt = ""
-    if fmt in ("", "table"):
-        fmt = PS_TABLE + ("\t{{.Size}}" if opts["size"] else "")
-    elif fmt == "json":
-        fmt = "{{json .}}"
+    fmt = choose(fmt, PS_TABLE + ("\t{{.Size}}" if opts["size"] else ""))
     size = opts["size"] or (".Size" in fmt and not opts["quiet"])
     limit = 1 if opts["latest"] else opts["last"]
     params = {"all": opts["all"], "size": size, "filters": parse_filters(opts["filter"], "bosun ps")}

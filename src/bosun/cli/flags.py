@@ -36,7 +36,7 @@ class Usage(Exception):
 
 
 class Flag:
-    __slots__ = ("name", "short", "kind", "help", "default", "metavar")
+    __slots__ = ("default", "help", "kind", "metavar", "name", "short")
 
     def __init__(self, name: str, short: str | None, kind: str, help: str, default=None,
                  metavar: str = "") -> None:

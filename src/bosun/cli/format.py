@@ -521,6 +521,14 @@ def _exec(nodes: list, dot, vars: dict, out: list[str]) -> None:
 
 # -- docker's --format conventions ---------------------------------------------------------
 
+def choose(fmt: str | None, table: str) -> str:
+    """A listing's --format: its default table for "" or "table", one JSON object per line
+    for "json", else the user's template."""
+    if not fmt or fmt == "table":
+        return table
+    return "{{json .}}" if fmt == "json" else fmt
+
+
 def prepare(fmt: str) -> tuple[bool, str]:
     """(is a table, template text): docker strips "table", trims spaces and turns the
     two-character sequences \\t and \\n into tab and newline."""

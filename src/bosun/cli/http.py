@@ -43,12 +43,14 @@ def path_of(name: str) -> str:
 
 
 def query_string(params: dict) -> str:
-    """Skips None and False; True is "1" (what the API's boolean parameters take)."""
+    """Skips None and False; True is "1" (what the API's boolean parameters take); a list
+    repeats its key (`names=a&names=b`, `changes=…` as docker's client sends them)."""
     parts = []
     for k, v in params.items():
         if v is None or v is False:
             continue
-        parts.append(f"{k}={'1' if v is True else quote(str(v))}")
+        for item in (v if isinstance(v, list) else [v]):
+            parts.append(f"{k}={'1' if item is True else quote(str(item))}")
     return "?" + "&".join(parts) if parts else ""
 
 
@@ -208,9 +210,14 @@ class Client:
 
     def send(self, method: str, path: str, params: dict | None = None, body=None,
              headers: dict | None = None, upgrade: bool = False) -> Response:
-        """Send one request; the Response has its head read, the body left to the caller."""
+        """Send one request; the Response has its head read, the body left to the caller.
+
+        body: a JSON-able object, bytes (a tar), or an iterator of bytes (a tar of unknown
+        length — `load`, `import -`, `cp` — sent chunked as it is read)."""
         data = b""
         head = [f"{method} {path}{query_string(params or {})} HTTP/1.1", "Host: bosun"]
+        if body is not None and not isinstance(body, (bytes, dict, list)):
+            return self._send_chunked(method, head, body, headers)
         if body is not None:
             data = body if isinstance(body, bytes) else quickjson.dumps(body).encode()
             head.append("Content-Type: " + ("application/x-tar" if isinstance(body, bytes)
@@ -228,6 +235,29 @@ class Client:
         except OSError as e:
             s.close()
             raise APIError(502, f"lost the connection to the daemon: {e}") from None
+        except BaseException:
+            s.close()
+            raise
+
+    def _send_chunked(self, method: str, head: list[str], body, headers: dict | None
+                      ) -> Response:
+        head += ["Content-Type: application/x-tar", "Transfer-Encoding: chunked"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        s = self.connect()
+        try:
+            s.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+            for piece in body:
+                if piece:
+                    s.sendall(b"%x\r\n%b\r\n" % (len(piece), piece))
+            s.sendall(b"0\r\n\r\n")
+            return Response(s, method)
+        except OSError as e:
+            # the daemon may have answered (an error) and closed before taking it all
+            try:
+                return Response(s, method)
+            except Exception:  # noqa: BLE001
+                s.close()
+                raise APIError(502, f"lost the connection to the daemon: {e}") from None
         except BaseException:
             s.close()
             raise

@@ -1,4 +1,5 @@
-"""Image commands: images, pull (rich progress bars on a terminal), tag, rmi."""
+"""Image commands: images, pull (rich progress bars on a terminal; push shares them), tag,
+rmi."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 from bosun.cli import StatusError
 from bosun.cli.flags import BOOL, LIST, STR, Flag, command
-from bosun.cli.format import human_duration, human_size
+from bosun.cli.format import choose, human_duration, human_size, render
 
 COMMANDS: dict = {}
 
@@ -42,11 +43,19 @@ class PullError(Exception):
 
 
 def pull_image(cli, ref: str, quiet: bool, out) -> None:
-    """Pull ref, showing progress on out (rich bars if it is a terminal)."""
+    """Pull ref, showing progress on out (rich bars if it is a terminal), with the
+    credentials `login` stored for its registry."""
+    from bosun.cli.registry import auth_header
+
     repo, tag, digest = split_ref(ref)
     params = {"fromImage": repo, "tag": digest or tag or "latest"}
-    r = cli.client.stream("POST", "/images/create", params)
-    messages = r.json_stream()
+    r = cli.client.stream("POST", "/images/create", params, headers=auth_header(cli, ref))
+    show_progress(r.json_stream(), quiet, out)
+
+
+def show_progress(messages, quiet: bool, out) -> None:
+    """A pull or push progress stream: nothing if quiet, bars on a terminal, else a line
+    per status (docker shows no progress lines without a terminal)."""
     if quiet:
         for m in messages:
             if m.get("error"):
@@ -59,7 +68,9 @@ def pull_image(cli, ref: str, quiet: bool, out) -> None:
         if m.get("error"):
             raise PullError(m["error"])
         if m.get("progress") or (m.get("progressDetail") or {}).get("total"):
-            continue  # docker shows bars only on a terminal
+            continue
+        if "status" not in m and "stream" not in m:
+            continue  # aux (the pushed digest) is for programs
         line = f"{m['id']}: " if m.get("id") else ""
         out.write(f"{line}{m.get('status', m.get('stream', ''))}\n")
         out.flush()
@@ -77,7 +88,10 @@ def _pull_bars(messages, out) -> None:
             if m.get("error"):
                 raise PullError(m["error"])
             status, layer = m.get("status", ""), m.get("id")
-            if not layer or status.startswith("Pulling from"):
+            if "status" not in m:
+                continue
+            if not layer or status.startswith(("Pulling from", "The push refers")) or \
+                    status.startswith(f"{layer}: digest:"):
                 bars.console.print(f"{layer + ': ' if layer else ''}{status}", highlight=False)
                 continue
             detail = m.get("progressDetail") or {}
@@ -88,7 +102,8 @@ def _pull_bars(messages, out) -> None:
             if detail.get("total"):
                 update["total"] = detail["total"]
                 update["completed"] = detail.get("current", 0)
-            if status in ("Pull complete", "Already exists", "Download complete"):
+            if status in ("Pull complete", "Already exists", "Download complete", "Pushed",
+                          "Layer already exists") or status.startswith("Mounted from"):
                 total = bars.tasks[task].total or 1
                 update.update(total=total, completed=total)
             bars.update(task, **update)
@@ -173,15 +188,10 @@ def images(cli, opts, args) -> int:
     if opts["quiet"]:
         cli.out("".join(r.ID + "\n" for r in rows))
         return 0
-    fmt = opts["format"] or ""
-    if fmt in ("", "table"):
-        fmt = IMAGES_TABLE
-        if opts["digests"]:
-            fmt = fmt.replace("{{.Tag}}\t", "{{.Tag}}\t{{.Digest}}\t")
-    elif fmt == "json":
-        fmt = "{{json .}}"
-    from bosun.cli.format import render
-
+    table = IMAGES_TABLE
+    if opts["digests"]:
+        table = table.replace("{{.Tag}}\t", "{{.Tag}}\t{{.Digest}}\t")
+    fmt = choose(opts["format"], table)
     render(fmt, rows, IMAGE_TITLES, sys.stdout)
     return 0
 

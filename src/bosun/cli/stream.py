@@ -11,6 +11,7 @@ import sys
 from bosun.cli.containers import write_all
 from bosun.cli.http import Demuxer
 
+
 def detach_sequence(keys: str | None) -> bytes:
     """docker's --detach-keys ("ctrl-p,ctrl-q", "a,ctrl-@") as the bytes the terminal sends."""
     from bosun import detachkeys

@@ -72,6 +72,7 @@ class Client:
         self.mux = mux
         self.detach = parse_detach_keys(msg.get("detach_keys")) if self.stdin else b""
         self.pending = b""
+        self.paused = False  # not read while the process's stdin is full
         sock.settimeout(10)  # a client that stops reading is dropped, not waited on forever
 
     def send(self, stream: int, data: bytes) -> bool:
@@ -101,6 +102,8 @@ class Proc:
         self.outputs: dict[int, int] = {}  # fd → stream (1 stdout, 2 stderr)
         self.stdin = -1  # where client input goes: a pipe's write end or the pty master
         self.master = -1
+        self.inbuf = bytearray()  # client input the process has not read yet
+        self.eof_pending = False  # close stdin once inbuf is written
         self.clients: list[Client] = []
         self.status: int | None = None
         self.deadline = 0.0
@@ -112,6 +115,7 @@ class Proc:
         """Make the pipes; return (fds for the child's 0,1,2, our ends to close on failure)."""
         if want_stdin:
             r, w = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(w, False)  # only our end: the child's read end stays blocking
             self.stdin = w
         else:
             r = devnull
@@ -221,7 +225,7 @@ class Shim:
             waiting = [p for p in self.procs.values() if p.status is not None]
             if waiting:
                 timeout = max(0.0, min(p.deadline for p in waiting) - time.monotonic())
-            for key, _ in sel.select(timeout):
+            for key, events in sel.select(timeout):
                 kind, obj = key.data
                 if kind == "listen":
                     self._accept()
@@ -233,7 +237,12 @@ class Shim:
                         pass
                     self._reap()
                 elif kind == "out":
-                    self._output(obj, key.fd)
+                    if events & selectors.EVENT_WRITE:  # a pty master, input waiting
+                        self._flush_stdin(obj)
+                    if events & selectors.EVENT_READ:
+                        self._output(obj, key.fd)
+                elif kind == "stdin":
+                    self._flush_stdin(obj)
                 elif kind == "ctl":
                     self._control(obj)
                 elif kind == "in":
@@ -333,14 +342,69 @@ class Shim:
         self._write_stdin(p, data)
 
     def _write_stdin(self, p: Proc, data: bytes) -> None:
+        """Never blocks: a container that is not reading its stdin while its output pipe is
+        full would otherwise wait on us as we wait on it. What does not fit is kept, and the
+        clients' input is not read until the process has taken it (backpressure)."""
         if p.stdin < 0 or not data:
             return
+        if p.inbuf:
+            p.inbuf += data
+            return
         try:
-            os.write(p.stdin, data)  # blocking: a container that stops reading slows its writer
+            n = os.write(p.stdin, data)
+        except BlockingIOError:
+            n = 0
         except OSError:
             self._close_stdin(p)
+            return
+        if n < len(data):
+            p.inbuf += data[n:]
+            self._stdin_full(p, True)
+
+    def _flush_stdin(self, p: Proc) -> None:
+        if p.stdin < 0 or not p.inbuf:
+            return
+        try:
+            n = os.write(p.stdin, p.inbuf)
+        except BlockingIOError:
+            return
+        except OSError:
+            p.inbuf.clear()
+            self._stdin_full(p, False)
+            self._close_stdin(p)
+            return
+        del p.inbuf[:n]
+        if not p.inbuf:
+            self._stdin_full(p, False)
+            if p.eof_pending:
+                self._close_stdin(p)
+
+    def _stdin_full(self, p: Proc, full: bool) -> None:
+        """Wait for the process's stdin to take more (or stop waiting), pausing (or resuming)
+        the reading of its clients' input meanwhile."""
+        if p.stdin == p.master:  # one fd for both directions, registered for its output
+            if p.master in p.outputs:
+                mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if full else 0)
+                self.sel.modify(p.master, mask, ("out", p))
+        elif full:
+            self.sel.register(p.stdin, selectors.EVENT_WRITE, ("stdin", p))
+        else:
+            try:
+                self.sel.unregister(p.stdin)
+            except (KeyError, ValueError):
+                pass
+        for c in p.clients:
+            if c.stdin and c.paused != full:
+                c.paused = full
+                if full:
+                    self.sel.unregister(c.sock)
+                else:
+                    self.sel.register(c.sock, selectors.EVENT_READ, ("in", (p, c)))
 
     def _close_stdin(self, p: Proc) -> None:
+        if p.inbuf and p.stdin >= 0:
+            p.eof_pending = True  # after what the clients sent is written
+            return
         if p.stdin >= 0 and p.stdin != p.master:
             os.close(p.stdin)
         elif p.stdin >= 0 and p.tty:
@@ -415,7 +479,9 @@ class Shim:
             return {"ok": True}
         p.clients.append(c)
         if c.stdin and p.stdin >= 0:
-            self.sel.register(c.sock, selectors.EVENT_READ, ("in", (p, c)))
+            c.paused = bool(p.inbuf)
+            if not c.paused:
+                self.sel.register(c.sock, selectors.EVENT_READ, ("in", (p, c)))
         return {"ok": True}
 
     def _resize(self, msg: dict) -> dict:
@@ -506,6 +572,10 @@ class Shim:
             self._exec_done(q)  # an exit code of None if it could not be reaped in time
 
     def _close_proc(self, p: Proc) -> None:
+        if p.inbuf:
+            p.inbuf.clear()
+            if p.stdin != p.master:
+                self._stdin_full(p, False)  # unregisters the pipe before it is closed
         for fd in list(p.outputs):
             self.sel.unregister(fd)
             os.close(fd)
