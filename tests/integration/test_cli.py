@@ -105,6 +105,45 @@ def test_run_flags_reach_the_container(daemon, tmp_path):
     assert out(r) == "host file\n2\nlo\n"
 
 
+def test_run_publish_and_network_flags_as_docker(daemon):
+    flags = ["-p", "127.0.0.1:18080:80", "-p", "19000-19001:90-91/udp", "-p", "127.0.0.1::70",
+             "-p", "[::1]:18081:81", "--expose", "7000-7001", "-P", "--add-host", "a:1.2.3.4",
+             "--dns", "9.9.9.9", "--dns-search", "x.example", "--dns-option", "ndots:2",
+             "--mac-address", "02:42:ac:11:00:42"]
+    bosun(daemon, "create", "--name", "ours", *flags, "busybox")
+    daemon.docker("create", "--name", "theirs", *flags, "busybox")
+    a = json.loads(out(bosun(daemon, "inspect", "ours")))[0]
+    b = json.loads(out(daemon.docker("inspect", "theirs")))[0]
+    for key in ("PortBindings", "PublishAllPorts", "ExtraHosts", "Dns", "DnsSearch",
+                "DnsOptions"):
+        assert a["HostConfig"][key] == b["HostConfig"][key], key
+    assert a["Config"]["ExposedPorts"] == b["Config"]["ExposedPorts"]
+    assert a["HostConfig"]["PortBindings"]["90/udp"] == [{"HostIp": "", "HostPort": "19000"}]
+    for bad, message in (("abc", "invalid containerPort: abc"), ("80/xyz", "invalid proto: xyz"),
+                         ("70000:80", "invalid hostPort: 70000"),
+                         ("8000-8002:80-81", "invalid ranges specified for container and "
+                          "host Ports: 80-81 and 8000-8002")):
+        r = bosun(daemon, "create", "-p", bad, "busybox", check=False)
+        theirs = daemon.docker("create", "-p", bad, "busybox", check=False)
+        assert r.returncode == theirs.returncode == 125
+        assert err(r) == f"bosun: {message}\n\nRun 'bosun create --help' for more information\n"
+        assert message in err(theirs)
+    # and the port works: published on loopback, reached from the host
+    bosun(daemon, "run", "-d", "--name", "web", "-p", "127.0.0.1::8000", "busybox", "sh", "-c",
+          "echo hello-from-nc | nc -l -p 8000")
+    port = out(bosun(daemon, "port", "web", "8000")).strip()
+    assert port.startswith("127.0.0.1:")
+    import socket
+
+    def reply() -> bytes:
+        try:
+            with socket.create_connection(("127.0.0.1", int(port.rsplit(":", 1)[1])), 2) as s:
+                return s.recv(100)
+        except OSError:  # not listening yet
+            return b""
+    assert wait_for(lambda: reply() == b"hello-from-nc\n")
+
+
 def test_detached_logs_exec_top_stop_rm(daemon):
     cid = out(bosun(daemon, "run", "-d", "--name", "ticker", "busybox", "sh", "-c",
                     "i=0; while true; do echo tick $i; echo tock $i >&2; i=$((i+1)); "
@@ -348,3 +387,41 @@ def test_run_it_needs_a_terminal(daemon):
     theirs = daemon.docker("run", "-it", "--rm", "busybox", "true", check=False)
     assert r.returncode == theirs.returncode == 1
     assert err(r) == "the input device is not a TTY\n"
+
+
+def test_network_commands_as_docker(daemon):
+    netid = out(bosun(daemon, "network", "create", "--subnet", "10.231.0.0/24", "--gateway",
+                      "10.231.0.254", "--label", "team=a", "clinet")).strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", netid)
+    daemon.docker("network", "create", "clinet2")
+    for args in (["network", "ls"], ["network", "ls", "-q", "--filter", "label=team=a"],
+                 ["network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Label \"team\"}}"],
+                 ["network", "inspect", "-f", "{{json .IPAM.Config}}", "clinet"]):
+        assert out(bosun(daemon, *args)) == out(daemon.docker(*args)), args
+    assert json.loads(out(bosun(daemon, "network", "inspect", "clinet")))[0]["Id"] == netid
+    r = bosun(daemon, "network", "inspect", "nonet", check=False)
+    theirs = daemon.docker("network", "inspect", "nonet", check=False)
+    assert (r.returncode, out(r), err(r)) == (theirs.returncode, out(theirs),
+                                              err(theirs).replace("docker", "bosun"))
+    r = bosun(daemon, "network", "create", "--subnet", "10.232.0.0/24", "--gateway",
+              "10.9.9.9", "badnet", check=False)
+    assert r.returncode == 125 and "no matching subnet for gateway 10.9.9.9" in err(r)
+    # a container by its address and alias, then connected and disconnected
+    bosun(daemon, "run", "-d", "--name", "member", "--network", "clinet", "--ip", "10.231.0.7",
+          "--network-alias", "db", "busybox", "sleep", "300")
+    doc = json.loads(out(bosun(daemon, "inspect", "member")))[0]
+    ep = doc["NetworkSettings"]["Networks"]["clinet"]
+    assert ep["IPAddress"] == "10.231.0.7" and "db" in ep["Aliases"]
+    bosun(daemon, "network", "connect", "--alias", "cache", "clinet2", "member")
+    r = bosun(daemon, "exec", "member", "ip", "-4", "-o", "addr")
+    assert "10.231.0.7/24" in out(r) and re.findall(r"^\d+: (\w+)", out(r), re.M) == \
+        ["lo", "eth0", "eth1"]
+    bosun(daemon, "network", "disconnect", "clinet2", "member")
+    r = bosun(daemon, "exec", "member", "ip", "-4", "-o", "addr")
+    assert re.findall(r"^\d+: (\w+)", out(r), re.M) == ["lo", "eth0"]
+    r = bosun(daemon, "network", "rm", "clinet", check=False)
+    assert r.returncode == 1 and "has active endpoints" in err(r)
+    bosun(daemon, "rm", "-f", "member")
+    assert out(bosun(daemon, "network", "rm", "clinet")) == "clinet\n"
+    assert out(bosun(daemon, "network", "prune", "-f")) == "Deleted Networks:\nclinet2\n"
+    assert out(bosun(daemon, "network", "ls", "-q")).count("\n") == 3  # bridge, host, none

@@ -107,35 +107,12 @@ def register(router, engine) -> None:
         engine.resize_container(req.path_params["id"], req.q_int("h"), req.q_int("w"))
         return Response(200)
 
-    def attach(req):
-        ref = req.path_params["id"]
-        c = engine.get(ref)  # 404 before the connection is taken over
-        opts = dict(stdin=req.q_bool("stdin"), stdout=req.q_bool("stdout"),
-                    stderr=req.q_bool("stderr"), logs=req.q_bool("logs"),
-                    stream=req.q_bool("stream"), detach_keys=req.q("detachKeys") or None)
-        tty = bool(c.doc["Config"].get("Tty"))
-
-        def take(sock, leftover):
-            try:
-                engine.attach_container(c.id, plain(sock, leftover), **opts)
-            except Exception:  # noqa: BLE001  (the engine closed the socket; nothing to say)
-                pass
-        return Hijack(take, multiplexed=not tty)
-
-    def attach_ws(req):
-        # As dockerd's wsContainersAttach: errors it finds before the upgrade are HTTP
-        # errors; before API 1.42 the stdin/stdout/stderr parameters are ignored (all
-        # attached); from 1.28 output goes in binary frames, before it in text frames.
-        import socket
-
-        from bosun.api.websocket import WebSocketUpgrade, relay
+    def attachable(req):
+        """The container, or the HTTP error dockerd gives before it takes the connection."""
         from bosun.engine.container import PAUSED, RESTARTING
         from bosun.engine.shim import parse_detach_keys
 
         c = engine.get(req.path_params["id"])
-        version = version_key(req.version or router.max_version)
-        streams = {name: version < (1, 42) or req.q_bool(name)
-                   for name in ("stdin", "stdout", "stderr")}
         detach_keys = req.q("detachKeys") or None
         try:
             parse_detach_keys(detach_keys)
@@ -146,6 +123,36 @@ def register(router, engine) -> None:
         if c.status == RESTARTING:
             raise Conflict(f"container {c.id} is restarting, wait until the container is "
                            "running")
+        return c, detach_keys
+
+    def attach(req):
+        c, detach_keys = attachable(req)
+        opts = dict(stdin=req.q_bool("stdin"), stdout=req.q_bool("stdout"),
+                    stderr=req.q_bool("stderr"), logs=req.q_bool("logs"),
+                    stream=req.q_bool("stream"), detach_keys=detach_keys)
+        tty = bool(c.doc["Config"].get("Tty"))
+
+        def take(sock, leftover, respond):
+            try:
+                engine.attach_container(c.id, plain(sock, leftover), ready=respond, **opts)
+            except Exception:  # noqa: BLE001  (the engine closed the socket; nothing to say)
+                pass
+        # the 101 only once the engine holds the stream: `docker run` starts the container as
+        # soon as it has the answer, and its first output must not miss the client
+        return Hijack(take, multiplexed=not tty, deferred=True)
+
+    def attach_ws(req):
+        # As dockerd's wsContainersAttach: errors it finds before the upgrade are HTTP
+        # errors; before API 1.42 the stdin/stdout/stderr parameters are ignored (all
+        # attached); from 1.28 output goes in binary frames, before it in text frames.
+        import socket
+
+        from bosun.api.websocket import WebSocketUpgrade, relay
+
+        c, detach_keys = attachable(req)
+        version = version_key(req.version or router.max_version)
+        streams = {name: version < (1, 42) or req.q_bool(name)
+                   for name in ("stdin", "stdout", "stderr")}
         tty = bool(c.doc["Config"].get("Tty"))
         stdin = streams["stdin"] and bool(c.doc["Config"].get("OpenStdin"))
         logs = req.q_bool("logs")

@@ -165,15 +165,19 @@ class Hijack:
     close it; it runs on the connection's thread. When the client is gone before that,
     `abandon()` (if given) is called instead, to release what the handler set up for it."""
 
-    __slots__ = ("abandon", "callback", "content_type", "headers")
+    __slots__ = ("abandon", "callback", "content_type", "deferred", "headers")
 
-    def __init__(self, callback: Callable[[socket.socket, bytes], None], *,
-                 multiplexed: bool = False, headers: HeaderItems = None,
-                 abandon: Callable[[], None] | None = None):
+    def __init__(self, callback: Callable[..., None], *, multiplexed: bool = False,
+                 headers: HeaderItems = None, abandon: Callable[[], None] | None = None,
+                 deferred: bool = False):
         self.callback = callback
         self.content_type = MULTIPLEXED_STREAM if multiplexed else RAW_STREAM
         self.headers = _header_list(headers)
         self.abandon = abandon
+        # deferred: the callback is called as callback(sock, leftover, respond) before the
+        # head is sent, and calls respond() once what the client may rely on when it has the
+        # answer is in place (an attach registered before the client goes on to start).
+        self.deferred = deferred
 
     def head(self, request: Request) -> list[bytes]:
         """The status line and headers before the stream (the server adds its common
@@ -635,13 +639,28 @@ class _Connection:
             lines = hj.head(request)
             for name, value in [*self.server._common_headers(), *hj.headers]:
                 lines.append(_b(name) + b": " + _b(value))
-            self.send(b"\r\n".join(lines) + b"\r\n\r\n")
+            head = b"\r\n".join(lines) + b"\r\n\r\n"
+            if not hj.deferred:
+                self.send(head)
         except _ClientGone:
             if hj.abandon is not None:
                 hj.abandon()
             return False
         try:
-            hj.callback(self.sock, leftover)
+            if hj.deferred:
+                sent = []
+
+                def respond() -> None:
+                    if not sent:
+                        sent.append(True)
+                        try:
+                            self.sock.sendall(head)
+                        except OSError:
+                            pass  # the client is gone: the stream's end shows it
+
+                hj.callback(self.sock, leftover, respond)
+            else:
+                hj.callback(self.sock, leftover)
         except Exception:
             log.exception("hijacked connection for %s %s failed", request.method, request.path)
             self.sock.close()

@@ -28,6 +28,8 @@ COMMANDS = {
     "container prune": "disk", "system df": "disk", "system prune": "disk",
     "port": "monitor", "update": "monitor", "stats": "monitor", "events": "monitor",
     "completion": "completion",
+    **{f"network {v}": "network" for v in ("create", "ls", "inspect", "rm", "connect",
+                                           "disconnect", "prune")},
 }
 CONTAINER_COMMANDS = ("attach", "commit", "cp", "create", "diff", "exec", "export", "inspect",
                       "kill", "logs", "pause", "port", "rename", "restart", "rm", "run", "start",
@@ -39,6 +41,9 @@ GROUPS = {
     "image": {"ls": "images", "list": "images", "pull": "pull", "push": "push", "tag": "tag",
               "rm": "rmi", "remove": "rmi", "inspect": "image inspect", "prune": "image prune",
               "history": "history", "save": "save", "load": "load", "import": "import"},
+    "network": {**{v: f"network {v}" for v in ("create", "ls", "inspect", "rm", "connect",
+                                                "disconnect", "prune")},
+                "list": "network ls", "remove": "network rm"},
     "system": {"info": "info", "df": "system df", "prune": "system prune", "events": "events"},
 }
 
@@ -76,6 +81,7 @@ Common Commands:
 Management Commands:
   container   Manage containers (ls, prune, and the commands below)
   image       Manage images (ls, inspect, prune, and the commands below)
+  network     Manage networks (create, ls, inspect, rm, connect, disconnect, prune)
   system      Manage bosun (df, events, info, prune)
   completion  Generate the shell completion script (bash, zsh, fish)
 

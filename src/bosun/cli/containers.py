@@ -181,7 +181,8 @@ def ps(cli, opts, args) -> int:
     fmt = choose(fmt, PS_TABLE + ("\t{{.Size}}" if opts["size"] else ""))
     size = opts["size"] or (".Size" in fmt and not opts["quiet"])
     limit = 1 if opts["latest"] else opts["last"]
-    params = {"all": opts["all"], "size": size, "filters": parse_filters(opts["filter"], "bosun ps")}
+    params = {"all": opts["all"], "size": size,
+              "filters": parse_filters(opts["filter"], "bosun ps")}
     if limit is not None and limit > 0:
         params["limit"] = limit
     containers = cli.client.call("GET", "/containers/json", params) or []
@@ -330,19 +331,9 @@ def inspect(cli, opts, args) -> int:
             missing.append(name)
         else:
             found.append(doc)
-    if opts["format"]:
-        from bosun.cli.format import Template, TemplateError, prepare
+    from bosun.cli.format import print_inspect
 
-        tmpl = Template(prepare(opts["format"])[1])
-        for doc in found:
-            try:
-                cli.out(tmpl.render(doc) + "\n")
-            except TemplateError as e:
-                raise StatusError(1, f"template: {e}") from None
-    else:
-        import json
-
-        cli.out(json.dumps(found, indent=4, ensure_ascii=False) + "\n")
+    print_inspect(cli, found, opts["format"])
     for name in missing:
         what = {"container": "container", "image": "image"}.get(kind or "", "object")
         cli.err(f"Error: No such {what}: {name}\n")

@@ -74,16 +74,13 @@ class HistoryRow:
     Flag("platform", None, STR, "Show history for the given platform"),
     Flag("quiet", "q", BOOL, "Only show image IDs")], nargs=(1, 1))
 def history(cli, opts, args) -> int:
-    from bosun.cli.format import render
+    from bosun.cli.format import print_rows
     from bosun.cli.http import path_of
 
     entries = cli.client.call("GET", f"/images/{path_of(args[0])}/history") or []
     now, trunc = time.time(), not opts["no-trunc"]
     rows = [HistoryRow(h, trunc, opts["human"], now) for h in entries]
-    if opts["quiet"]:
-        cli.out("".join(r.ID + "\n" for r in rows))
-        return 0
-    render(choose(opts["format"], HISTORY_TABLE), rows, HISTORY_TITLES, sys.stdout)
+    print_rows(cli, rows, opts["quiet"], opts["format"], HISTORY_TABLE, HISTORY_TITLES)
     return 0
 
 
@@ -93,8 +90,6 @@ def history(cli, opts, args) -> int:
              Flag("platform", None, STR, "Inspect a specific platform of the multi-platform "
                   "image")], nargs=(1, None))
 def image_inspect(cli, opts, args) -> int:
-    import json
-
     from bosun.cli.http import APIError, path_of
 
     found, errors = [], []
@@ -105,16 +100,9 @@ def image_inspect(cli, opts, args) -> int:
             if e.status != 404:
                 raise
             errors.append(str(e))  # docker shows the daemon's words here, unlike `inspect`
-    if opts["format"]:
-        from bosun.cli.format import Template, TemplateError, prepare
+    from bosun.cli.format import print_inspect
 
-        tmpl = Template(prepare(opts["format"])[1])
-        try:
-            cli.out("".join(tmpl.render(doc) + "\n" for doc in found))
-        except TemplateError as e:
-            raise StatusError(1, f"template: {e}") from None
-    else:
-        cli.out(json.dumps(found, indent=4, ensure_ascii=False) + "\n")
+    print_inspect(cli, found, opts["format"])
     for e in errors:
         cli.err(f"Error response from daemon: {e}\n")
     return 1 if errors else 0

@@ -521,6 +521,33 @@ def _exec(nodes: list, dot, vars: dict, out: list[str]) -> None:
 
 # -- docker's --format conventions ---------------------------------------------------------
 
+def print_inspect(cli, docs: list, fmt: str | None) -> None:
+    """inspect's output: the documents as an indented JSON array, or each through -f."""
+    if fmt:
+        from bosun.cli import StatusError
+
+        tmpl = Template(prepare(fmt)[1])
+        try:
+            cli.out("".join(tmpl.render(doc) + "\n" for doc in docs))
+        except TemplateError as e:
+            raise StatusError(1, f"template: {e}") from None
+    else:
+        import json
+
+        cli.out(json.dumps(docs, indent=4, ensure_ascii=False) + "\n")
+
+
+def print_rows(cli, rows: list, quiet: bool, fmt: str | None, table: str,
+               titles: dict[str, str]) -> None:
+    """A listing: its rows' IDs with -q, else the rows through --format (or its table)."""
+    if quiet:
+        cli.out("".join(r.ID + "\n" for r in rows))
+    else:
+        import sys
+
+        render(choose(fmt, table), rows, titles, sys.stdout)
+
+
 def choose(fmt: str | None, table: str) -> str:
     """A listing's --format: its default table for "" or "table", one JSON object per line
     for "json", else the user's template."""

@@ -15,26 +15,36 @@ CREATE_FLAGS = [
     Flag("attach", "a", LIST, "Attach to STDIN, STDOUT or STDERR"),
     Flag("cap-add", None, LIST, "Add Linux capabilities"),
     Flag("cap-drop", None, LIST, "Drop Linux capabilities"),
+    Flag("add-host", None, LIST, "Add a custom host-to-IP mapping (host:ip)"),
     Flag("cpus", None, FLOAT, "Number of CPUs"),
     Flag("cpu-shares", "c", INT, "CPU shares (relative weight)"),
     Flag("cpuset-cpus", None, STR, "CPUs in which to allow execution (0-3, 0,1)"),
+    Flag("dns", None, LIST, "Set custom DNS servers"),
+    Flag("dns-option", None, LIST, "Set DNS options"),
+    Flag("dns-search", None, LIST, "Set custom DNS search domains"),
     Flag("entrypoint", None, STR, "Overwrite the default ENTRYPOINT of the image"),
     Flag("env", "e", LIST, "Set environment variables"),
     Flag("env-file", None, LIST, "Read in a file of environment variables"),
+    Flag("expose", None, LIST, "Expose a port or a range of ports"),
     Flag("group-add", None, LIST, "Add additional groups to join"),
     Flag("hostname", "h", STR, "Container host name"),
     Flag("init", None, BOOL, "Run an init inside the container that forwards signals and "
          "reaps processes"),
+    Flag("ip", None, STR, "IPv4 address (e.g., 172.30.100.104)"),
     Flag("interactive", "i", BOOL, "Keep STDIN open even if not attached"),
     Flag("label", "l", LIST, "Set meta data on a container"),
+    Flag("mac-address", None, STR, "Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
     Flag("memory", "m", STR, "Memory limit", metavar="bytes"),
     Flag("memory-swap", None, STR, "Swap limit equal to memory plus swap: '-1' to enable "
          "unlimited swap", metavar="bytes"),
     Flag("name", None, STR, "Assign a name to the container"),
-    Flag("network", None, STR, "Connect a container to a network (none, host)"),
-    Flag("net", None, STR, "Connect a container to a network (none, host)"),
+    Flag("network", None, STR, "Connect a container to a network"),
+    Flag("net", None, STR, "Connect a container to a network"),
+    Flag("network-alias", None, LIST, "Add network-scoped alias for the container"),
     Flag("pids-limit", None, INT, "Tune container pids limit (set -1 for unlimited)"),
     Flag("platform", None, STR, "Set platform if server is multi-platform capable"),
+    Flag("publish", "p", LIST, "Publish a container's port(s) to the host"),
+    Flag("publish-all", "P", BOOL, "Publish all exposed ports to random ports"),
     Flag("privileged", None, BOOL, "Give extended privileges to this container"),
     Flag("pull", None, STR, 'Pull image before running ("always", "missing", "never")',
          "missing"),
@@ -164,13 +174,24 @@ def container_config(opts: dict, args: list[str], detach: bool) -> dict:
     if opts["rm"] and opts["restart"] not in ("no", ""):
         raise StatusError(125, "Conflicting options: --restart and --rm")
     network = opts["network"] or opts["net"] or "default"
+    from bosun.cli.ports import parse_expose, parse_publish
+
+    exposed, bindings = {}, {}
+    parse_publish(opts["publish"], exposed, bindings)
+    parse_expose(opts["expose"], exposed)
+    from bosun.cli.network import endpoint_config
+
+    endpoint = endpoint_config(opts["network-alias"], opts["ip"], opts["mac-address"])
     host = {
         "Binds": binds or None, "AutoRemove": opts["rm"],
         "RestartPolicy": restart_policy(opts["restart"]), "NetworkMode": network,
         "CapAdd": normalize_caps(opts["cap-add"]), "CapDrop": normalize_caps(opts["cap-drop"]),
         "Privileged": opts["privileged"], "ReadonlyRootfs": opts["read-only"],
         "SecurityOpt": opts["security-opt"] or None, "GroupAdd": opts["group-add"] or None,
-        "Tmpfs": tmpfs or None,
+        "Tmpfs": tmpfs or None, "PortBindings": bindings,
+        "PublishAllPorts": opts["publish-all"],
+        "ExtraHosts": opts["add-host"] or None, "Dns": opts["dns"],
+        "DnsOptions": opts["dns-option"], "DnsSearch": opts["dns-search"],
     }
     if opts["init"]:
         host["Init"] = True
@@ -196,7 +217,8 @@ def container_config(opts: dict, args: list[str], detach: bool) -> dict:
         "StdinOnce": opts["interactive"] and "stdin" in streams,
         "Env": env, "Cmd": cmd or None, "Image": image, "Volumes": volumes or None,
         "WorkingDir": opts["workdir"] or "", "Labels": labels,
-        "HostConfig": host, "NetworkingConfig": {"EndpointsConfig": {}},
+        "ExposedPorts": exposed or None, "HostConfig": host,
+        "NetworkingConfig": {"EndpointsConfig": {network: endpoint} if endpoint else {}},
     }
     if opts["entrypoint"] is not None:
         config["Entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else [""]
@@ -227,7 +249,13 @@ def create_container(cli, opts: dict, args: list[str], detach: bool, cmd: str) -
     if opts["pull"] not in ("missing", "always", "never"):
         raise StatusError(125, f'invalid pull option: \'{opts["pull"]}\': must be one of '
                           '"always", "missing" or "never"')
-    config = container_config(opts, args, detach)
+    from bosun.cli.ports import PortError
+
+    try:
+        config = container_config(opts, args, detach)
+    except PortError as e:
+        raise StatusError(125, f"bosun: {e}\n\nRun 'bosun {cmd} --help' for more "
+                          "information") from None
     params = {"name": opts["name"], "platform": opts["platform"]}
     image = args[0]
 
@@ -353,7 +381,8 @@ def run(cli, opts, args) -> int:
              Flag("attach", "a", BOOL, "Attach STDOUT/STDERR and forward signals"),
              Flag("detach-keys", None, STR, "Override the key sequence for detaching a "
                   "container"),
-             Flag("interactive", "i", BOOL, "Attach container's STDIN")], nargs=(1, None))
+             Flag("ip", None, STR, "IPv4 address (e.g., 172.30.100.104)"),
+    Flag("interactive", "i", BOOL, "Attach container's STDIN")], nargs=(1, None))
 def start(cli, opts, args) -> int:
     from bosun.cli.containers import cpath, for_each
 
@@ -407,8 +436,11 @@ def attach(cli, opts, args) -> int:
                   "container"),
              Flag("env", "e", LIST, "Set environment variables"),
              Flag("env-file", None, LIST, "Read in a file of environment variables"),
-             Flag("interactive", "i", BOOL, "Keep STDIN open even if not attached"),
-             Flag("privileged", None, BOOL, "Give extended privileges to the command"),
+             Flag("ip", None, STR, "IPv4 address (e.g., 172.30.100.104)"),
+    Flag("interactive", "i", BOOL, "Keep STDIN open even if not attached"),
+             Flag("publish", "p", LIST, "Publish a container's port(s) to the host"),
+    Flag("publish-all", "P", BOOL, "Publish all exposed ports to random ports"),
+    Flag("privileged", None, BOOL, "Give extended privileges to the command"),
              Flag("tty", "t", BOOL, "Allocate a pseudo-TTY"),
              Flag("user", "u", STR, "Username or UID (format: \"<name|uid>[:<group|gid>]\")"),
              Flag("workdir", "w", STR, "Working directory inside the container")],

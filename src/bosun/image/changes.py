@@ -27,7 +27,6 @@ Unset variables expand to "".
 from __future__ import annotations
 
 import copy
-import ipaddress
 import json
 import posixpath
 import re
@@ -825,72 +824,15 @@ def check_signal(text: str) -> None:
         raise ChangeError(f"Invalid signal: {text}")
 
 
-def _port_range(text: str) -> tuple[int, int]:
-    if text == "":
-        raise ValueError("empty")
-    start_s, dash, end_s = text.partition("-")
-    if dash and "-" in end_s:
-        end_s = end_s.split("-")[0]
-    start = _port_number(start_s)
-    end = _port_number(end_s) if dash else start
-    if end < start:
-        raise ValueError("range")
-    return start, end
-
-
-def _port_number(text: str) -> int:
-    if not re.fullmatch(r"[0-9]+", text):
-        raise ValueError(text)
-    value = int(text)
-    if value > 0xFFFF:
-        raise ValueError(text)
-    return value
-
-
 def parse_port_spec(raw: str) -> list[str]:
-    """go-connections' ParsePortSpec as EXPOSE uses it: the container ports ("80/tcp"), a
-    range expanded; an IP and host port are checked and dropped."""
-    parts = raw.split(":")
-    container = parts[-1]
-    ip = host = ""
-    if len(parts) == 2:
-        host = parts[0]
-    elif len(parts) >= 3:
-        ip, host = ":".join(parts[:-2]), parts[-2]
-    proto_parts = container.split("/")
-    if not container or not proto_parts[0]:
-        proto, container = "", ""
-    elif len(proto_parts) == 1:
-        proto = "tcp"
-    elif not proto_parts[1]:
-        proto, container = "tcp", proto_parts[0]
-    else:
-        proto, container = proto_parts[1], proto_parts[0]
-    if ip.startswith("[") and ip.endswith("]"):
-        ip = ip[1:-1]
-    if ip:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise ChangeError(f"invalid IP address: {ip}") from None
-    if not container:
-        raise ChangeError(f"no port specified: {raw}<empty>")
+    """The container ports of an EXPOSE spec ("80/tcp", a range expanded); an IP and host
+    port are checked and dropped, as go-connections' ParsePortSpec."""
+    from bosun.portspec import PortSpecError, parse
+
     try:
-        start, end = _port_range(container)
-    except ValueError:
-        raise ChangeError(f"invalid containerPort: {container}") from None
-    if host:
-        try:
-            hstart, hend = _port_range(host)
-        except ValueError:
-            raise ChangeError(f"invalid hostPort: {host}") from None
-        if end - start != hend - hstart and not (end == start and hend > hstart):
-            raise ChangeError(f"invalid ranges specified for container and host Ports: "
-                              f"{container} and {host}")
-    proto = proto.lower()
-    if proto not in ("tcp", "udp", "sctp"):
-        raise ChangeError(f"invalid proto: {proto}")
-    return [f"{p}/{proto}" for p in range(start, end + 1)]
+        return [port for port, _, _ in parse(raw)]
+    except PortSpecError as e:
+        raise ChangeError(str(e)) from None
 
 
 def _clean(path: str) -> str:

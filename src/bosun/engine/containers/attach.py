@@ -10,9 +10,15 @@ from bosun.engine.errors import Conflict
 
 def attach(engine, c, sock, *, stdin: bool = False, stdout: bool = False,
            stderr: bool = False, logs: bool = False, stream: bool = True,
-           detach_keys: str | None = None) -> None:
+           detach_keys: str | None = None, ready=None) -> None:
     """Take over `sock` (a hijacked connection). Clients that attach before start are queued
-    and handed over when the shim exists, before the process is released."""
+    and handed over when the shim exists, before the process is released. ready(), if
+    given, is called once the stream is registered and before anything is written to it
+    (the API sends its 101 there; the client may start the container as soon as it has it)."""
+    def go_ahead() -> None:
+        if ready is not None:
+            ready()
+
     from bosun.engine.monitor import ShimGone
 
     tty = bool(c.doc["Config"].get("Tty"))
@@ -24,6 +30,8 @@ def attach(engine, c, sock, *, stdin: bool = False, stdout: bool = False,
         except ValueError as e:
             sock.close()
             raise Conflict(str(e)) from None
+    if logs or not stream:
+        go_ahead()
     if logs:
         _replay(engine, c, sock, stdout, stderr, tty)
     if not stream:
@@ -41,7 +49,9 @@ def attach(engine, c, sock, *, stdin: bool = False, stdout: bool = False,
         queued = not c.running
         if queued:
             c.pending_attach.append((sock, opts))
+            go_ahead()  # under the lock: a start that follows finds the stream queued
     if not queued:
+        go_ahead()  # running: the shim may write as soon as it has the socket
         try:
             engine.monitor.attach(c, sock, opts)
         except ShimGone:
