@@ -425,3 +425,33 @@ def test_network_commands_as_docker(daemon):
     assert out(bosun(daemon, "network", "rm", "clinet")) == "clinet\n"
     assert out(bosun(daemon, "network", "prune", "-f")) == "Deleted Networks:\nclinet2\n"
     assert out(bosun(daemon, "network", "ls", "-q")).count("\n") == 3  # bridge, host, none
+
+
+def test_mount_ulimit_health_flags_as_docker(daemon, tmp_path):
+    (tmp_path / "f").write_text("bound\n")
+    flags = ["--mount", f"type=bind,src={tmp_path},dst=/data,ro,bind-propagation=rslave",
+             "--mount", "type=tmpfs,destination=/scratch,tmpfs-size=1m,tmpfs-mode=1770",
+             "--ulimit", "nofile=512:1024", "--ulimit", "nproc=100",
+             "--health-cmd", "true", "--health-interval", "1m30s", "--health-timeout", "500ms",
+             "--health-retries", "2", "--health-start-period", "1s"]
+    bosun(daemon, "create", "--name", "ours", *flags, "busybox")
+    daemon.docker("create", "--name", "theirs", *flags, "busybox")
+    a = json.loads(out(bosun(daemon, "inspect", "ours")))[0]
+    b = json.loads(out(daemon.docker("inspect", "theirs")))[0]
+    for key in ("Mounts", "Ulimits"):
+        assert a["HostConfig"][key] == b["HostConfig"][key], key
+    assert a["Config"]["Healthcheck"] == b["Config"]["Healthcheck"]
+    assert a["Config"]["Healthcheck"]["Interval"] == 90 * 10**9
+    r = bosun(daemon, "run", "--rm", *flags[:8], "busybox", "sh", "-c",
+              "cat /data/f; touch /data/x 2>/dev/null || echo ro; ulimit -n; "
+              "stat -c %a /scratch; grep ' /scratch ' /proc/mounts | grep -o size=[0-9a-z]*")
+    assert out(r) == "bound\nro\n512\n1770\nsize=1024k\n"
+    for bad in (["-m", "abc"], ["--health-interval", "5"], ["--ulimit", "nofile=10:5"],
+                ["--ulimit", "bogus=1"], ["--mount", "type=bind"], ["--mount", "foo"],
+                ["--mount", "type=volume,target=/x,bogus=1"],
+                ["--mount", "type=tmpfs,target=/x,tmpfs-size=abc"],
+                ["--mount", "type=bind,src=/tmp,dst=/x,volume-nocopy"]):
+        ours = bosun(daemon, "create", *bad, "busybox", check=False)
+        theirs = daemon.docker("create", *bad, "busybox", check=False)
+        assert ours.returncode == theirs.returncode == 125, bad
+        assert err(ours) == err(theirs).replace("docker", "bosun"), bad

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from bosun.cli.flags import BOOL, LIST, PROG, STR, Command, Flag, Usage, parse
+from bosun.cli.flags import BOOL, LIST, PROG, STR, Command, Flag, FlagValue, Usage, parse
 
 # command -> module that defines it (in its COMMANDS)
 COMMANDS = {
@@ -193,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     except Usage as e:
         sys.stderr.write(e.render())
         return e.code
+    except FlagValue as e:
+        u = Usage(str(e), cmd)
+        sys.stderr.write(u.render())
+        return u.code
     except StatusError as e:
         if str(e):
             sys.stderr.write(f"{e}\n")

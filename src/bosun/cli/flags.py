@@ -35,6 +35,14 @@ class Usage(Exception):
                 f"{more} '{path} --help' for more information\n")
 
 
+class FlagValue(ValueError):
+    """A flag's value docker's CLI refuses while parsing (a size, a mount, a duration): main()
+    shows it as a Usage error of the command being run."""
+
+    def __init__(self, flag: str, value: str, reason: str) -> None:
+        super().__init__(f'invalid argument "{value}" for "{flag}" flag: {reason}')
+
+
 class Flag:
     __slots__ = ("default", "help", "kind", "metavar", "name", "short")
 

@@ -7,7 +7,7 @@ import os
 import sys
 
 from bosun.cli import StatusError
-from bosun.cli.flags import BOOL, FLOAT, INT, LIST, STR, Flag, command
+from bosun.cli.flags import BOOL, FLOAT, INT, LIST, STR, Flag, FlagValue, command
 
 COMMANDS: dict = {}
 
@@ -34,13 +34,25 @@ CREATE_FLAGS = [
     Flag("interactive", "i", BOOL, "Keep STDIN open even if not attached"),
     Flag("label", "l", LIST, "Set meta data on a container"),
     Flag("mac-address", None, STR, "Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
+    Flag("health-cmd", None, STR, "Command to run to check health"),
+    Flag("health-interval", None, STR, "Time between running the check (ms|s|m|h) (default 0s)",
+         metavar="duration"),
+    Flag("health-retries", None, INT, "Consecutive failures needed to report unhealthy"),
+    Flag("health-start-interval", None, STR, "Time between running the check during the start "
+         "period (ms|s|m|h) (default 0s)", metavar="duration"),
+    Flag("health-start-period", None, STR, "Start period for the container to initialize "
+         "before starting health-retries countdown (ms|s|m|h) (default 0s)", metavar="duration"),
+    Flag("health-timeout", None, STR, "Maximum time to allow one check to run (ms|s|m|h) "
+         "(default 0s)", metavar="duration"),
     Flag("memory", "m", STR, "Memory limit", metavar="bytes"),
     Flag("memory-swap", None, STR, "Swap limit equal to memory plus swap: '-1' to enable "
          "unlimited swap", metavar="bytes"),
+    Flag("mount", None, LIST, "Attach a filesystem mount to the container", metavar="mount"),
     Flag("name", None, STR, "Assign a name to the container"),
     Flag("network", None, STR, "Connect a container to a network"),
     Flag("net", None, STR, "Connect a container to a network"),
     Flag("network-alias", None, LIST, "Add network-scoped alias for the container"),
+    Flag("no-healthcheck", None, BOOL, "Disable any container-specified HEALTHCHECK"),
     Flag("pids-limit", None, INT, "Tune container pids limit (set -1 for unlimited)"),
     Flag("platform", None, STR, "Set platform if server is multi-platform capable"),
     Flag("publish", "p", LIST, "Publish a container's port(s) to the host"),
@@ -58,6 +70,7 @@ CREATE_FLAGS = [
     Flag("stop-timeout", None, INT, "Timeout (in seconds) to stop a container"),
     Flag("tmpfs", None, LIST, "Mount a tmpfs directory"),
     Flag("tty", "t", BOOL, "Allocate a pseudo-TTY"),
+    Flag("ulimit", None, LIST, "Ulimit options", metavar="ulimit"),
     Flag("user", "u", STR, "Username or UID (format: <name|uid>[:<group|gid>])"),
     Flag("volume", "v", LIST, "Bind mount a volume"),
     Flag("workdir", "w", STR, "Working directory inside the container"),
@@ -69,17 +82,23 @@ RUN_FLAGS = CREATE_FLAGS + [
 ]
 
 
-def ram_in_bytes(value: str, flag: str) -> int:
-    """go-units RAMInBytes: 512m, 1g, 1.5GiB, 100000 (binary multiples)."""
+def ram_size(value: str) -> int:
+    """go-units RAMInBytes: 512m, 1g, 1.5GiB, 100000 (binary multiples); ValueError if bad."""
     v = value.strip().lower()
     num = v.rstrip("bi").rstrip("kmgtp ") if v and v[-1] in "kmgtpbi" else v
     unit = v[len(num):].strip()[:1]
     try:
         n = float(num)
     except ValueError:
-        raise StatusError(125, f'invalid argument "{value}" for "{flag}" flag: invalid size: '
-                          f"'{value}'\nSee 'bosun run --help'.") from None
+        raise ValueError(f"invalid size: '{value}'") from None
     return int(n * 1024 ** " kmgtp".index(unit or " "))
+
+
+def ram_in_bytes(value: str, flag: str) -> int:
+    try:
+        return ram_size(value)
+    except ValueError as e:
+        raise FlagValue(flag, value, str(e)) from None
 
 
 def read_env_file(path: str) -> list[str]:
@@ -193,6 +212,15 @@ def container_config(opts: dict, args: list[str], detach: bool) -> dict:
         "ExtraHosts": opts["add-host"] or None, "Dns": opts["dns"],
         "DnsOptions": opts["dns-option"], "DnsSearch": opts["dns-search"],
     }
+    from bosun.cli.mounts import healthcheck, parse_mount, parse_ulimit
+
+    for flag, values, parse, field in (("--mount", opts["mount"], parse_mount, "Mounts"),
+                                       ("--ulimit", opts["ulimit"], parse_ulimit, "Ulimits")):
+        for v in values:
+            try:
+                host.setdefault(field, []).append(parse(v))
+            except ValueError as e:
+                raise FlagValue(flag, v, str(e)) from None
     if opts["init"]:
         host["Init"] = True
     if opts["memory"]:
@@ -220,6 +248,9 @@ def container_config(opts: dict, args: list[str], detach: bool) -> dict:
         "ExposedPorts": exposed or None, "HostConfig": host,
         "NetworkingConfig": {"EndpointsConfig": {network: endpoint} if endpoint else {}},
     }
+    check = healthcheck(opts)
+    if check is not None:
+        config["Healthcheck"] = check
     if opts["entrypoint"] is not None:
         config["Entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else [""]
     if opts["stop-signal"]:
@@ -249,11 +280,11 @@ def create_container(cli, opts: dict, args: list[str], detach: bool, cmd: str) -
     if opts["pull"] not in ("missing", "always", "never"):
         raise StatusError(125, f'invalid pull option: \'{opts["pull"]}\': must be one of '
                           '"always", "missing" or "never"')
-    from bosun.cli.ports import PortError
-
     try:
         config = container_config(opts, args, detach)
-    except PortError as e:
+    except FlagValue:
+        raise  # main() shows it with the command's usage
+    except ValueError as e:  # PortError, a healthcheck conflict: docker's plain error
         raise StatusError(125, f"bosun: {e}\n\nRun 'bosun {cmd} --help' for more "
                           "information") from None
     params = {"name": opts["name"], "platform": opts["platform"]}
@@ -381,8 +412,7 @@ def run(cli, opts, args) -> int:
              Flag("attach", "a", BOOL, "Attach STDOUT/STDERR and forward signals"),
              Flag("detach-keys", None, STR, "Override the key sequence for detaching a "
                   "container"),
-             Flag("ip", None, STR, "IPv4 address (e.g., 172.30.100.104)"),
-    Flag("interactive", "i", BOOL, "Attach container's STDIN")], nargs=(1, None))
+             Flag("interactive", "i", BOOL, "Attach container's STDIN")], nargs=(1, None))
 def start(cli, opts, args) -> int:
     from bosun.cli.containers import cpath, for_each
 
@@ -436,11 +466,8 @@ def attach(cli, opts, args) -> int:
                   "container"),
              Flag("env", "e", LIST, "Set environment variables"),
              Flag("env-file", None, LIST, "Read in a file of environment variables"),
-             Flag("ip", None, STR, "IPv4 address (e.g., 172.30.100.104)"),
-    Flag("interactive", "i", BOOL, "Keep STDIN open even if not attached"),
-             Flag("publish", "p", LIST, "Publish a container's port(s) to the host"),
-    Flag("publish-all", "P", BOOL, "Publish all exposed ports to random ports"),
-    Flag("privileged", None, BOOL, "Give extended privileges to the command"),
+             Flag("interactive", "i", BOOL, "Keep STDIN open even if not attached"),
+             Flag("privileged", None, BOOL, "Give extended privileges to the command"),
              Flag("tty", "t", BOOL, "Allocate a pseudo-TTY"),
              Flag("user", "u", STR, "Username or UID (format: \"<name|uid>[:<group|gid>]\")"),
              Flag("workdir", "w", STR, "Working directory inside the container")],

@@ -60,66 +60,20 @@ class ChangeError(ValueError):
 
 # -- Go-compatible formatting ------------------------------------------------------------------
 
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-               "\v": "\\v", "\\": "\\\\", '"': '\\"'}
-
-
 def go_quote(s: str) -> str:
-    """Go's %q / strconv.Quote for a string (as Docker's messages show values)."""
-    out = ['"']
-    for ch in s:
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
+    from bosun.gosyntax import go_quote as quote
 
-
-_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
-                   "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
-_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
-_INT64_MAX = (1 << 63) - 1
+    return quote(s)
 
 
 def parse_go_duration(text: str) -> int:
     """Go's time.ParseDuration, in nanoseconds ("1h30m", "1.5s", "300ms", "-2s", "0")."""
-    orig = text
-    bad = ChangeError(f"time: invalid duration {go_quote(orig)}")
-    neg = False
-    if text[:1] in ("-", "+"):
-        neg = text[0] == "-"
-        text = text[1:]
-    if text == "0":
-        return 0
-    if not text:
-        raise bad
-    total = 0
-    while text:
-        m = _DURATION_PART.match(text)
-        number, unit = m.group(1), m.group(2)
-        if number in ("", "."):
-            raise bad
-        if not unit:
-            raise ChangeError(f"time: missing unit in duration {go_quote(orig)}")
-        scale = _DURATION_UNITS.get(unit)
-        if scale is None:
-            raise ChangeError(f"time: unknown unit {go_quote(unit)} in duration {go_quote(orig)}")
-        whole, _, frac = number.partition(".")
-        value = int(whole or "0") * scale
-        if frac:
-            value += int(frac) * scale // (10 ** len(frac))
-        total += value
-        if total > _INT64_MAX:
-            raise bad
-        text = text[m.end():]
-    return -total if neg else total
+    from bosun.gosyntax import GoSyntaxError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except GoSyntaxError as e:
+        raise ChangeError(str(e)) from None
 
 
 def _format_go_duration(ns: int) -> str:
