@@ -32,41 +32,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
-from daemons import Dockerd, remove_tree  # noqa: E402
-
-from bosun.demo import CACHE  # noqa: E402
-from bosun.demo import busybox_tar  # noqa: E402
-from bosun.testing.daemon import BosunDaemon, import_busybox  # noqa: E402
+from daemons import Contender, Pair  # noqa: E402
 
 TARGETS = {"run": 0.35, "memory": 0.25, "start100": 0.5, "ps200": 0.5}
 
 
 def log(msg: str) -> None:
     print(f"bench/engine: {msg}", file=sys.stderr, flush=True)
-
-
-class Contender:
-    """A daemon and the docker CLI pointed at it."""
-
-    def __init__(self, name: str, env: dict[str, str]) -> None:
-        self.name, self.env = name, env
-
-    def docker(self, *args: str, check: bool = True, timeout: float = 300) -> str:
-        p = subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
-        if check and p.returncode:
-            raise RuntimeError(f"{self.name}: docker {' '.join(args)}: {p.stderr.strip()}")
-        return p.stdout
-
-    def timed(self, *args: str) -> float:
-        t0 = time.perf_counter()
-        self.docker(*args)
-        return time.perf_counter() - t0
-
-    def remove_all(self) -> None:
-        ids = self.docker("ps", "-aq").split()
-        for i in range(0, len(ids), 50):
-            self.docker("rm", "-f", *ids[i:i + 50])
 
 
 def used_memory() -> int:
@@ -178,20 +150,8 @@ def main() -> int:
     if os.geteuid() != 0:
         log("needs root")
         return 1
-    tmp = Path(tempfile.mkdtemp(prefix="bosun-bench-engine-"))
-    bosun = BosunDaemon(str(tmp / "bosun"))
-    dockerd = Dockerd(tmp / "dockerd")
-    (tmp / "dockerd").mkdir()
-    try:
-        bosun.data_root.mkdir(parents=True)
-        import_busybox(str(bosun.data_root))
-        bosun.start()
-        dockerd.start()
-        os.makedirs(CACHE, exist_ok=True)
-        with open(busybox_tar(CACHE), "rb") as f:
-            dockerd.docker("import", "--change", 'CMD ["sh"]', "-", "busybox:latest",
-                           input=f.read(), check=True, timeout=120)
-        cs = [Contender("bosun", bosun.env), Contender("dockerd", dockerd.cli_env)]
+    pair = Pair(Path(tempfile.mkdtemp(prefix="bosun-bench-engine-")))
+    with pair as cs:
         results: dict = {}
         log(f"run: {args.rounds} rounds each")
         runs = bench_run(cs, args.rounds)
@@ -209,7 +169,7 @@ def main() -> int:
             results["ps200"][c.name] = statistics.median(bench_ps(c, args.ps, args.rounds)) * 1000
         for r in results.values():
             r["ratio"] = r["bosun"] / r["dockerd"] if r["dockerd"] else float("inf")
-        results["dockerd_version"] = dockerd.version
+        results["dockerd_version"] = pair.dockerd.version
         (HERE / "engine.json").write_text(json.dumps(results, indent=2) + "\n")
         try:
             chart(results, HERE / "engine.png")
@@ -224,15 +184,6 @@ def main() -> int:
             print(f"{key:12} {r['bosun']:>8.3g}{units[key]:>2} {r['dockerd']:>8.3g}"
                   f"{units[key]:>2} {r['ratio']:>7.2f} {target:>7}")
         return 0
-    finally:
-        for name, fn in (("bosun", bosun.teardown), ("dockerd", dockerd.teardown)):
-            try:
-                left = fn()
-                if left:
-                    log(f"{name} teardown: {left}")
-            except Exception as e:  # noqa: BLE001
-                log(f"{name} teardown failed: {e}")
-        remove_tree(tmp)
 
 
 if __name__ == "__main__":

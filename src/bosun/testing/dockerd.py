@@ -81,13 +81,18 @@ class Dockerd:
     """One private dockerd and a docker CLI pointed at it."""
 
     def __init__(self, tmp: Path, *, runtimes: dict[str, Path] | None = None,
-                 insecure_registries: Sequence[str] = (), cli: str | None = None) -> None:
+                 insecure_registries: Sequence[str] = (), cli: str | None = None,
+                 bridge: str | None = None) -> None:
         """runtimes: extra OCI runtimes by name (default: bosun-runtime as "bosun");
-        cli: the docker CLI to use (default: `docker` on PATH)."""
+        cli: the docker CLI to use (default: `docker` on PATH); bridge: "NAME ADDRESS/LEN"
+        gives containers dockerd's default bridge network on a Linux bridge made here (and
+        removed at teardown) — without it they have no network. dockerd's iptables stay
+        off either way (it would take over the host's FORWARD policy), so there is no NAT."""
         self.tmp = tmp
         self.runtimes = {"bosun": BIN} if runtimes is None else dict(runtimes)
         self.insecure_registries = list(insecure_registries)
         self.cli = cli or DOCKER
+        self.bridge = bridge.split() if bridge else None
         self.version = ""
         self.sock = tmp / "d.sock"
         self.data_root = tmp / "data"
@@ -162,7 +167,15 @@ class Dockerd:
                 shutil.rmtree(self.exec_root, ignore_errors=True)
         raise RuntimeError("dockerd did not start:\n" + "\n".join(errors))
 
+    def _make_bridge(self) -> None:
+        name, address = self.bridge
+        subprocess.run(["ip", "link", "add", "name", name, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", address, "dev", name], check=True)
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+
     def _start(self, driver: str) -> None:
+        if self.bridge and not os.path.exists(f"/sys/class/net/{self.bridge[0]}"):
+            self._make_bridge()
         config: dict = {"insecure-registries": self.insecure_registries}
         if _dockerd_major() < 23:  # keep the libtrust key out of /etc/docker
             config["deprecated-key-path"] = str(self.tmp / "key.json")
@@ -171,7 +184,8 @@ class Dockerd:
                "--exec-root", self.exec_root, "--pidfile", self.pidfile,
                "--host", f"unix://{self.sock}",
                *[f"--add-runtime={name}={path}" for name, path in self.runtimes.items()],
-               "--iptables=false", "--ip-masq=false", "--bridge=none",
+               "--iptables=false", "--ip-masq=false",
+               f"--bridge={self.bridge[0] if self.bridge else 'none'}",
                "--storage-driver", driver, "--cgroup-parent", self.cgroup_parent,
                "--exec-opt", "native.cgroupdriver=cgroupfs"]
         with open(self.log, "ab") as log:
@@ -310,6 +324,8 @@ class Dockerd:
         mounts = self._unmount_all()
         if mounts:
             problems.append(f"mounts left: {mounts}")
+        if self.bridge and os.path.exists(f"/sys/class/net/{self.bridge[0]}"):
+            subprocess.run(["ip", "link", "del", self.bridge[0]], capture_output=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         if self.tmp.exists():
             problems.append(f"{self.tmp} could not be removed")
