@@ -462,6 +462,11 @@ def check_mount(m: dict) -> None:
     elif typ == "volume":
         if m.get("ReadOnly") and not src:
             raise _mount_error(typ, "must not set ReadOnly mode when using anonymous volumes")
+        sub = (m.get("VolumeOptions") or {}).get("Subpath") or ""
+        if sub and (sub.startswith("/") or clean_path(sub) == ".."
+                    or clean_path(sub).startswith("../")):
+            # Go's filepath.IsLocal: relative, and no `..` that climbs out
+            raise _mount_error(typ, "subpath must be a relative path within the volume")
     elif typ == "tmpfs":
         if src:
             raise _mount_error(typ, "field Source must not be specified")
