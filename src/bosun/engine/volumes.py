@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 
 from bosun.engine.errors import Conflict, InvalidParameter, NotFound, SystemErr
 
@@ -207,23 +208,48 @@ def public(mounts: list[dict]) -> list[dict]:
 # -- start / stop / remove ----------------------------------------------------------------------
 
 class Acquired:
-    """What a start holds: the volume mounts for the spec and the subpath fds that back
-    them (their /proc/PID/fd paths are the sources) until the runtime has mounted them."""
+    """What a start holds: the volume mounts for the spec and the staging binds of their
+    subpaths, needed until the runtime has mounted them into the container."""
 
-    def __init__(self) -> None:
+    def __init__(self, staging: str) -> None:
         self.mounts: list[dict] = []
-        self.fds: list[int] = []
+        self.staging = staging
+        self.staged: list[str] = []
+
+    def stage(self, fd: int) -> str:
+        """Bind the subpath opened as `fd` on a staging path of the host's mount namespace
+        (the runtime, in the container's new one, cannot bind from an fd of ours): what is
+        mounted is what was opened beneath the volume, whatever the path became since."""
+        from bosun import kernel as K
+
+        os.makedirs(self.staging, 0o700, exist_ok=True)
+        path = os.path.join(self.staging, str(len(self.staged)))
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.mkdir(path, 0o700)
+        else:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        K.LINUX.mount(f"/proc/self/fd/{fd}", path, None, K.MS_BIND, None)
+        self.staged.append(path)
+        K.LINUX.mount(None, path, None, K.MS_PRIVATE, None)  # no propagation either way
+        return path
 
     def close(self) -> None:
-        for fd in self.fds:
-            os.close(fd)
-        self.fds = []
+        """The container has its own copies of the staged binds: drop ours."""
+        from bosun import kernel as K
+
+        for path in self.staged:
+            try:
+                K.LINUX.umount2(path, K.MNT_DETACH)
+            except OSError as e:
+                log.warning("unmounting %s: %s", path, e)
+        self.staged = []
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def acquire(engine, c, rootfs: str) -> Acquired:
     """Mount what needs mounting (driver options, first holder), copy the image's content
     into empty volumes (copy-up), and open subpaths beneath their volume."""
-    out = Acquired()
+    out = Acquired(os.path.join(engine.exec_root, "volumes", c.id))
     try:
         for m in c.meta.get("mounts") or []:
             if m["Type"] == "bind" and m.get("From"):
@@ -238,8 +264,10 @@ def acquire(engine, c, rootfs: str) -> Acquired:
             src = path
             if m.get("Subpath"):
                 fd = _call(engine.volumes.open_subpath, m["Name"], m["Subpath"])
-                out.fds.append(fd)
-                src = f"/proc/{os.getpid()}/fd/{fd}"
+                try:
+                    src = out.stage(fd)
+                finally:
+                    os.close(fd)
             out.mounts.append({"Destination": m["Destination"], "Source": src,
                                "RW": m["RW"], "Propagation": ""})
     except BaseException:

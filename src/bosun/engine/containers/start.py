@@ -106,7 +106,7 @@ def _launch(engine, c) -> tuple[int, int]:
     try:
         return _create_and_start(engine, c, _spec(engine, c, rootfs, netns, held.mounts))
     finally:
-        held.close()  # the runtime has bind-mounted the subpaths (or failed): fds done
+        held.close()  # the runtime has bind-mounted the subpaths (or failed)
 
 
 def _create_and_start(engine, c, spec: dict) -> tuple[int, int]:
