@@ -342,3 +342,32 @@ def test_many_anonymous_volumes_leave_nothing(daemon):
     assert [p.name for p in vroot.iterdir()] == ["metadata.db"] or \
         not [p for p in vroot.iterdir() if p.is_dir()]
     assert mountpoints_under(vroot) == []
+
+
+def test_bosun_volume_commands_match_docker(daemon, clean_volumes):
+    from bosun.testing.cli import bosun, err, out
+
+    assert out(bosun(daemon, "volume", "create", "--label", "a=b", "-o", "type=tmpfs",
+                     "-o", "device=tmpfs", "bv1")) == "bv1\n"
+    out(bosun(daemon, "volume", "create", "bv2"))
+    for args in (["volume", "ls"], ["volume", "ls", "-q", "--filter", "label=a=b"],
+                 ["volume", "ls", "--format", "{{.Name}} {{.Driver}} {{.Labels}}"],
+                 ["volume", "ls", "--format", "json"],
+                 ["volume", "inspect", "bv1", "bv2"],
+                 ["volume", "inspect", "-f", "{{.Name}} {{.Options.type}}", "bv1"]):
+        assert out(bosun(daemon, *args)) == out(daemon.docker(*args)), args
+    ours, theirs = bosun(daemon, "volume", "inspect", "nope", check=False), \
+        daemon.docker("volume", "inspect", "nope", check=False)
+    assert ours.returncode == theirs.returncode == 1 and "get nope: no such volume" in err(ours)
+    cid = out(bosun(daemon, "run", "-d", "--mount", "type=volume,src=bv2,dst=/v,volume-nocopy",
+                    "--mount", "type=tmpfs,dst=/t,tmpfs-size=1m", "busybox", "sleep",
+                    "30")).strip()
+    assert out(bosun(daemon, "exec", cid, "sh", "-c", "grep -c ' /[tv] ' /proc/mounts")) \
+        == "2\n"
+    assert "bv2" in out(bosun(daemon, "volume", "ls", "-q", "--filter", "dangling=false"))
+    r = bosun(daemon, "volume", "rm", "bv2", check=False)
+    assert r.returncode == 1 and f"volume is in use - [{cid}]" in err(r)
+    out(bosun(daemon, "rm", "-f", cid))
+    assert out(bosun(daemon, "volume", "rm", "bv2")) == "bv2\n"
+    assert out(bosun(daemon, "volume", "prune", "-af")) == \
+        "Deleted Volumes:\nbv1\n\nTotal reclaimed space: 0B\n"

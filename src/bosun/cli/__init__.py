@@ -28,6 +28,8 @@ COMMANDS = {
     "container prune": "disk", "system df": "disk", "system prune": "disk",
     "port": "monitor", "update": "monitor", "stats": "monitor", "events": "monitor",
     "completion": "completion",
+    "volume create": "volumes", "volume ls": "volumes", "volume inspect": "volumes",
+    "volume rm": "volumes", "volume prune": "volumes",
 }
 CONTAINER_COMMANDS = ("attach", "commit", "cp", "create", "diff", "exec", "export", "inspect",
                       "kill", "logs", "pause", "port", "rename", "restart", "rm", "run", "start",
@@ -40,6 +42,9 @@ GROUPS = {
               "rm": "rmi", "remove": "rmi", "inspect": "image inspect", "prune": "image prune",
               "history": "history", "save": "save", "load": "load", "import": "import"},
     "system": {"info": "info", "df": "system df", "prune": "system prune", "events": "events"},
+    "volume": {"create": "volume create", "ls": "volume ls", "list": "volume ls",
+               "inspect": "volume inspect", "rm": "volume rm", "remove": "volume rm",
+               "prune": "volume prune"},
 }
 
 GLOBAL = Command("", "[OPTIONS] COMMAND [ARG...]", "A self-sufficient runtime for containers", [
@@ -77,6 +82,7 @@ Management Commands:
   container   Manage containers (ls, prune, and the commands below)
   image       Manage images (ls, inspect, prune, and the commands below)
   system      Manage bosun (df, events, info, prune)
+  volume      Manage volumes (create, inspect, ls, prune, rm)
   completion  Generate the shell completion script (bash, zsh, fish)
 
 Container Commands:

@@ -28,6 +28,7 @@ CREATE_FLAGS = [
     Flag("interactive", "i", BOOL, "Keep STDIN open even if not attached"),
     Flag("label", "l", LIST, "Set meta data on a container"),
     Flag("memory", "m", STR, "Memory limit", metavar="bytes"),
+    Flag("mount", None, LIST, "Attach a filesystem mount to the container", metavar="mount"),
     Flag("memory-swap", None, STR, "Swap limit equal to memory plus swap: '-1' to enable "
          "unlimited swap", metavar="bytes"),
     Flag("name", None, STR, "Assign a name to the container"),
@@ -50,6 +51,7 @@ CREATE_FLAGS = [
     Flag("tty", "t", BOOL, "Allocate a pseudo-TTY"),
     Flag("user", "u", STR, "Username or UID (format: <name|uid>[:<group|gid>])"),
     Flag("volume", "v", LIST, "Bind mount a volume"),
+    Flag("volumes-from", None, LIST, "Mount volumes from the specified container(s)"),
     Flag("workdir", "w", STR, "Working directory inside the container"),
 ]
 RUN_FLAGS = CREATE_FLAGS + [
@@ -170,8 +172,12 @@ def container_config(opts: dict, args: list[str], detach: bool) -> dict:
         "CapAdd": normalize_caps(opts["cap-add"]), "CapDrop": normalize_caps(opts["cap-drop"]),
         "Privileged": opts["privileged"], "ReadonlyRootfs": opts["read-only"],
         "SecurityOpt": opts["security-opt"] or None, "GroupAdd": opts["group-add"] or None,
-        "Tmpfs": tmpfs or None,
+        "Tmpfs": tmpfs or None, "VolumesFrom": opts["volumes-from"] or None,
     }
+    if opts["mount"]:
+        from bosun.cli.volumes import parse_mount
+
+        host["Mounts"] = [parse_mount(m) for m in opts["mount"]]
     if opts["init"]:
         host["Init"] = True
     if opts["memory"]:

@@ -145,7 +145,8 @@ class Volumes:
             raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" '
                            "not found")
         name = name or secrets.token_hex(32)  # Docker: a random name, as for anonymous
-        options, labels = dict(options or {}), dict(labels or {})
+        # sorted, as Go encodes a map: clients print them in that order
+        options, labels = dict(sorted((options or {}).items())), dict(labels or {})
         try:
             check_name(name)
             check_options(options)
@@ -153,6 +154,7 @@ class Volumes:
             raise op_error(type(e), "create", name, str(e)) from None
         if anonymous:
             labels.setdefault(ANONYMOUS_LABEL, "")
+        labels = dict(sorted(labels.items()))
         with self.lock:
             vdir = os.path.join(self.root, name)
             fresh = not os.path.isdir(vdir)
