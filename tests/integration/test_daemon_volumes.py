@@ -15,7 +15,7 @@ import time
 import pytest
 
 from bosun.testing.daemon import inspect_container, wait_for
-from bosun.testing.dockerd import mountpoints_under
+from bosun.testing.dockerd import DOCKER, mountpoints_under
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.usefixtures("no_containers_after")]
@@ -371,3 +371,88 @@ def test_bosun_volume_commands_match_docker(daemon, clean_volumes):
     assert out(bosun(daemon, "volume", "rm", "bv2")) == "bv2\n"
     assert out(bosun(daemon, "volume", "prune", "-af")) == \
         "Deleted Volumes:\nbv1\n\nTotal reclaimed space: 0B\n"
+
+
+# -- PostgreSQL: a real database's data in a named volume ---------------------------------------
+
+PG_BIN = "/usr/lib/postgresql/15/bin"  # bookworm's PostgreSQL
+PG_DATA = "/var/lib/postgresql/data"
+PG_RUN = (f"test -s {PG_DATA}/PG_VERSION || initdb -A trust -D {PG_DATA} >/dev/null; "
+          f"exec postgres -D {PG_DATA} -c listen_addresses= -c unix_socket_directories=/tmp "
+          "-c ssl=off")
+
+
+def _mirror_or_skip() -> str:
+    """The Debian mirror apt uses, if it answers; the test is skipped (saying why) if not."""
+    import urllib.request
+
+    from bosun.testing.debian import apt_mirror
+
+    try:
+        mirror = apt_mirror("bookworm")
+    except RuntimeError as e:
+        pytest.skip(f"PostgreSQL image: {e}")
+    try:
+        urllib.request.urlopen(mirror.rstrip("/") + "/dists/bookworm/Release", timeout=10)
+    except OSError as e:
+        pytest.skip(f"PostgreSQL image: debootstrap's mirror {mirror} is unreachable: {e}")
+    return mirror
+
+
+@pytest.fixture(scope="module")
+def postgres_image(daemon):
+    """debootstrap --variant=minbase --include=postgresql (the rootfs cached under the test
+    data dir, so only the first run pays for it), imported as an image."""
+    from pathlib import Path
+
+    from bosun.demo import CACHE
+    from bosun.testing.debian import build_rootfs
+
+    dest = Path(CACHE) / "rootfs" / "debian-bookworm-postgresql"
+    if not dest.is_dir():
+        build_rootfs(dest, _mirror_or_skip(), "bookworm", include=("postgresql",))
+    tar = subprocess.Popen(["tar", "--create", "--file=-", f"--directory={dest}",
+                            "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*",
+                            "."], stdout=subprocess.PIPE)
+    try:
+        r = subprocess.run([DOCKER, "import", "--change", f"ENV PATH={PG_BIN}:/usr/sbin:"
+                            "/usr/bin:/sbin:/bin", "--change", "USER postgres", "-",
+                            "bosun-test/postgres:15"], stdin=tar.stdout, env=daemon.env,
+                           capture_output=True, timeout=600)
+    finally:
+        tar.stdout.close()
+        tar.wait()
+    assert r.returncode == 0, r.stderr
+    yield "bosun-test/postgres:15"
+    daemon.docker("rmi", "-f", "bosun-test/postgres:15", check=False)
+
+
+def _psql(daemon, name: str, sql: str) -> str:
+    return run(daemon, "exec", name, "psql", "-h", "/tmp", "-d", "postgres", "-qAt",
+               "-c", sql).strip()
+
+
+def _start_postgres(daemon, image: str, name: str) -> None:
+    # -v pgdata:/var/lib/postgresql: copy-up gives the volume the image's postgres-owned
+    # directory, so the database runs as postgres with no chown of ours
+    run(daemon, "run", "-d", "--name", name, "-v", "pgdata:/var/lib/postgresql", image,
+        "sh", "-c", PG_RUN)
+    wait_for(lambda: daemon.docker("exec", name, "pg_isready", "-h", "/tmp",
+                                   check=False).returncode == 0, timeout=60)
+
+
+def test_postgres_data_survives_containers_and_daemon_crash(daemon, clean_volumes,
+                                                           postgres_image):
+    _start_postgres(daemon, postgres_image, "pg1")
+    _psql(daemon, "pg1", "CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2), (3)")
+    daemon.stop(signal.SIGKILL)  # the daemon dies; the database and its volume do not
+    daemon.start()
+    assert _psql(daemon, "pg1", "SELECT sum(x) FROM t") == "6"
+    _psql(daemon, "pg1", "INSERT INTO t VALUES (4)")
+    run(daemon, "stop", "-t", "30", "pg1")
+    run(daemon, "rm", "pg1")
+    _start_postgres(daemon, postgres_image, "pg2")
+    assert _psql(daemon, "pg2", "SELECT count(*), sum(x) FROM t") == "4|10"
+    owner = os.stat(os.path.join(vinspect(daemon, "pgdata")["Mountpoint"], "data"))
+    assert owner.st_uid != 0 and owner.st_mode & 0o777 == 0o700  # postgres's, from initdb
+    run(daemon, "rm", "-f", "pg2")

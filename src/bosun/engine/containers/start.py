@@ -91,8 +91,6 @@ def _oci_error(msg: str) -> str:
 
 
 def _launch(engine, c) -> tuple[int, int]:
-    from bosun.runtime.state import atomic_write
-
     rootfs = engine.images.snapshots.mount_container(c.id, c.meta["chain"])
     c.meta["rootfs"] = rootfs
     from bosun.engine import etcfiles, netattach
