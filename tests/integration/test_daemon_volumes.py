@@ -250,6 +250,26 @@ def test_driver_options_bind_keeps_host_data(daemon, clean_volumes, tmp_path):
     run(daemon, "volume", "rm", "badv")
 
 
+def test_driver_options_block_device(daemon, clean_volumes, tmp_path):
+    img = tmp_path / "fs.img"
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], check=True)
+    dev = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    try:
+        run(daemon, "volume", "create", "--opt", "type=ext4", "--opt", f"device={dev}", "ext")
+        path = vinspect(daemon, "ext")["Mountpoint"]
+        out = run(daemon, "run", "--rm", "-v", "ext:/x", "busybox", "sh", "-c",
+                  "echo on-ext4 > /x/f; grep ' /x ' /proc/mounts")
+        assert " ext4 " in out and mountpoints_under(path) == []  # unmounted after use
+        assert run(daemon, "run", "--rm", "-v", "ext:/x", "busybox", "cat", "/x/f") == \
+            "on-ext4\n"
+        run(daemon, "volume", "rm", "ext")
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
 def test_bind_propagation_and_recursion(daemon, tmp_path):
     src = tmp_path / "prop"
     src.mkdir()

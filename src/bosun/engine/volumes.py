@@ -118,10 +118,12 @@ def _requested(hc: dict) -> list[dict]:
         elif typ == "volume":
             vo = m.get("VolumeOptions") or {}
             dc = vo.get("DriverConfig") or {}
+            # Mode "z" for a named one, as dockerd shows it
             out.append({"Type": "volume", "Name": m.get("Source") or "", "Destination": dest,
-                        "Mode": "", "RW": rw, "Propagation": "", "NoCopy": bool(vo.get("NoCopy")),
-                        "Subpath": vo.get("Subpath") or "", "Labels": vo.get("Labels") or {},
-                        "DriverName": dc.get("Name") or "", "Options": dc.get("Options") or {}})
+                        "Mode": "z" if m.get("Source") else "", "RW": rw,
+                        "Propagation": "", "NoCopy": bool(vo.get("NoCopy")),
+                        "Subpath": vo.get("Subpath") or "", "Labels": vo.get("Labels"),
+                        "DriverName": dc.get("Name") or "", "Options": dc.get("Options")})
         else:
             out.append({"Type": "tmpfs", "Source": "", "Destination": dest, "Mode": "",
                         "RW": rw, "Propagation": ""})

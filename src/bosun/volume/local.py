@@ -145,16 +145,17 @@ class Volumes:
             raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" '
                            "not found")
         name = name or secrets.token_hex(32)  # Docker: a random name, as for anonymous
-        # sorted, as Go encodes a map: clients print them in that order
-        options, labels = dict(sorted((options or {}).items())), dict(labels or {})
         try:
             check_name(name)
-            check_options(options)
+            check_options(options or {})
         except VolumeError as e:
             raise op_error(type(e), "create", name, str(e)) from None
         if anonymous:
-            labels.setdefault(ANONYMOUS_LABEL, "")
-        labels = dict(sorted(labels.items()))
+            labels = {**(labels or {}), ANONYMOUS_LABEL: ""}
+        # Sorted, as Go encodes a map (clients print them in that order); None stays None,
+        # as Docker shows null for a volume made by `run -v` and {} for `volume create`'s.
+        options = None if options is None else dict(sorted(options.items()))
+        labels = None if labels is None else dict(sorted(labels.items()))
         with self.lock:
             vdir = os.path.join(self.root, name)
             fresh = not os.path.isdir(vdir)
@@ -195,7 +196,7 @@ class Volumes:
                 continue
             if filters.get("name") and not matches(filters["name"], rec.name):
                 continue
-            if filters.get("label") and not labels_match(filters["label"], rec.labels):
+            if filters.get("label") and not labels_match(filters["label"], rec.labels or {}):
                 continue
             out.append(self._view(rec))
         return out
@@ -267,9 +268,9 @@ class Volumes:
             for rec in self.store.list():
                 if rec.name in refs or not (everything or rec.anonymous):
                     continue
-                if filters.get("label") and not labels_match(filters["label"], rec.labels):
+                if filters.get("label") and not labels_match(filters["label"], rec.labels or {}):
                     continue
-                if filters.get("label!") and labels_match(filters["label!"], rec.labels):
+                if filters.get("label!") and labels_match(filters["label!"], rec.labels or {}):
                     continue
                 size = 0 if rec.options else dir_size(self.path(rec.name))
                 try:

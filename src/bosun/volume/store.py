@@ -18,7 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bosun import sqlitedb
 from bosun.volume.errors import Conflict, NotFound, op_error
@@ -50,8 +50,8 @@ _SCHEMA = [
 class VolumeRecord:
     name: str
     driver: str
-    labels: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)
+    labels: dict | None = None  # None and {} differ in Docker's JSON (null, {})
+    options: dict | None = None
     created: float = 0.0
     anonymous: bool = False
 
