@@ -123,6 +123,10 @@ def test_named_volume_persists_read_only_and_inspect(daemon, clean_volumes):
     assert mounts["/t"]["Type"] == "tmpfs"
     ps = run(daemon, "ps", "-aq", "--no-trunc", "--filter", "volume=keep").split()
     assert ps == [cid]
+    # docker cp sees the volume at its destination, read-only as mounted
+    assert b"hello" in daemon.docker("cp", f"{cid}:/data/f", "-").stdout
+    assert "mounted volume is marked read-only" in fails(daemon, "cp", "/etc/hostname",
+                                                         f"{cid}:/data/")
     run(daemon, "rm", "-v", cid)  # the anonymous volume goes, the named one stays
     assert volume_names(daemon) == ["keep"]
 
@@ -226,8 +230,13 @@ def test_driver_options_tmpfs_mounted_while_used(daemon, clean_volumes):
     daemon.start()
     assert mountpoints_under(path) == [path]
     assert run(daemon, "exec", b, "cat", "/t/f") == "a\n"
-    run(daemon, "rm", "-f", b)
+    # b ends while no daemon runs: the next one sees it gone and releases the mount
+    pid = inspect_container(daemon, b)["State"]["Pid"]
+    daemon.stop(signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    daemon.start()
     wait_for(lambda: mountpoints_under(path) == [], timeout=10)
+    run(daemon, "rm", "-f", b)
 
 
 def test_driver_options_bind_keeps_host_data(daemon, clean_volumes, tmp_path):
