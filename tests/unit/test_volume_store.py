@@ -93,7 +93,7 @@ def test_remove_in_use_and_force(vols):
     vols.drop_refs("c2")
     assert vols.remove("busy")
     assert not os.path.exists(os.path.join(vols.root, "busy"))
-    with pytest.raises(NotFound, match="no such volume"):
+    with pytest.raises(NotFound, match="^get busy: no such volume$"):
         vols.remove("busy")
     assert vols.remove("busy", force=True) is False
 

@@ -111,8 +111,8 @@ class VolumeStore:
         """Drop the record; Conflict (with the users' ids) while any container uses it."""
         with self._tx() as c:
             row = c.execute("SELECT * FROM volumes WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise op_error(NotFound, "remove", name, "no such volume")
+            if row is None:  # Docker's remove looks the volume up first: "get"
+                raise op_error(NotFound, "get", name, "no such volume")
             refs = [r[0] for r in c.execute(
                 "SELECT container FROM refs WHERE volume = ? ORDER BY container", (name,))]
             if refs:
