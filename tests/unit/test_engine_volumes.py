@@ -91,3 +91,17 @@ def test_forget_removes_only_own_anonymous(engine):
     volumes.forget(engine, C, remove_anonymous=True)
     assert [v["Name"] for v in engine.volumes.list()] == ["keep"]
     assert engine.volumes.refs() == {}
+
+
+@pytest.mark.parametrize("sub,ok", [("a/b", True), ("a/../b", True), (".", True),
+                                    ("/abs", False), ("..", False), ("a/../../b", False)])
+def test_subpath_must_stay_local(sub, ok):
+    from bosun.engine.createconfig import check_mount
+
+    m = {"Type": "volume", "Source": "v", "Target": "/t", "VolumeOptions": {"Subpath": sub}}
+    if ok:
+        check_mount(m)
+    else:
+        with pytest.raises(InvalidParameter, match="subpath must be a relative path within "
+                                                   "the volume"):
+            check_mount(m)
