@@ -105,3 +105,11 @@ def test_subpath_must_stay_local(sub, ok):
         with pytest.raises(InvalidParameter, match="subpath must be a relative path within "
                                                    "the volume"):
             check_mount(m)
+
+
+def test_recursive_read_only_is_refused_not_ignored():
+    from bosun.engine.createconfig import check_mount
+
+    with pytest.raises(InvalidParameter, match="recursive read-only bind mounts"):
+        check_mount({"Type": "bind", "Source": "/", "Target": "/t", "ReadOnly": True,
+                     "BindOptions": {"ReadOnlyForceRecursive": True}})

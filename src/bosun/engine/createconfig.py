@@ -457,6 +457,11 @@ def check_mount(m: dict) -> None:
             raise _mount_error(typ, f"invalid propagation mode: {prop}")
         if not src.startswith("/"):
             raise _mount_error(typ, f"invalid mount path: '{src}' mount path must be absolute")
+        if (m.get("BindOptions") or {}).get("ReadOnlyForceRecursive"):
+            # needs mount_setattr(AT_RECURSIVE), which bosun-runtime does not do yet: refuse
+            # rather than leave submounts writable
+            raise _mount_error(typ, "recursive read-only bind mounts (bind-recursive=readonly)"
+                                    " are not supported")
         if not os.path.exists(src) and not (m.get("BindOptions") or {}).get("CreateMountpoint"):
             raise _mount_error(typ, f"bind source path does not exist: {src}")
     elif typ == "volume":

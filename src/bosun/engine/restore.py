@@ -71,6 +71,9 @@ def restore(engine) -> None:
     live = {c.id for c in engine.all() if c.running or c.status == PAUSED}
     reconcile(engine, live)
     if os.path.isdir(os.path.join(engine.data_root, "volumes")):  # else nothing to reconcile
+        from bosun.engine.volumes import clear_staging
+
+        clear_staging(engine)
         for line in engine.volumes.reconcile({c.id for c in engine.all()}, live):
             log.info("volumes: %s", line)
     if to_start:

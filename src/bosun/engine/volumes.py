@@ -279,6 +279,24 @@ def acquire(engine, c, rootfs: str) -> Acquired:
     return out
 
 
+def clear_staging(engine) -> None:
+    """At daemon start no start is in flight: a staging bind left there by a crash mid-start
+    is unmounted and its directory removed."""
+    from bosun import kernel as K
+    from bosun.image.snapshot import mount_points
+
+    root = os.path.realpath(os.path.join(engine.exec_root, "volumes"))
+    if not os.path.isdir(root):
+        return
+    for path in sorted((m for m in mount_points() if m.startswith(root + "/")), key=len,
+                       reverse=True):
+        try:
+            K.LINUX.umount2(path, K.MNT_DETACH)
+        except OSError as e:
+            log.warning("unmounting %s: %s", path, e)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def _copy_up(rootfs: str, dest: str, volume_path: str) -> None:
     """The image's directory at dest (resolved inside the rootfs) into an empty volume."""
     from bosun import kernel as K
