@@ -30,7 +30,6 @@ import io
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import statistics
@@ -46,9 +45,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(HERE))
-from daemons import Dockerd, Registry, remove_tree, unmount_under
+from daemons import Dockerd, Registry, remove_tree
 
 from bosun.demo import CACHE
+from bosun.testing.debian import apt_mirror, build_rootfs
 
 SUITE = "bookworm"
 REPOSITORY = "bench/debian"
@@ -64,80 +64,6 @@ CHUNK = 1 << 20
 
 def log(msg: str) -> None:
     print(f"bench/image: {msg}", file=sys.stderr, flush=True)
-
-
-# -------------------------------------------------------------------------------------------
-# The rootfs: debootstrap, once
-
-def apt_mirror() -> str:
-    """The Debian archive apt uses for bookworm, from /etc/apt/sources.list(.d)."""
-    files = [Path("/etc/apt/sources.list")]
-    d = Path("/etc/apt/sources.list.d")
-    if d.is_dir():
-        files += sorted(d.iterdir())
-    for f in files:
-        try:
-            text = f.read_text()
-        except OSError:
-            continue
-        if f.suffix == ".sources":  # deb822 stanzas
-            for stanza in re.split(r"\n\s*\n", text):
-                fields: dict[str, str] = {}
-                for line in stanza.splitlines():
-                    if line.startswith("#") or ":" not in line or line[:1].isspace():
-                        continue
-                    key, _, value = line.partition(":")
-                    fields[key.strip().lower()] = value.strip()
-                if "deb" in fields.get("types", "").split() and \
-                        SUITE in fields.get("suites", "").split():
-                    for uri in fields.get("uris", "").split():
-                        if uri.startswith(("http://", "https://")):
-                            return uri
-        else:  # one-line format: deb [options] URI suite components...
-            for line in text.splitlines():
-                words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-                if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE \
-                        and words[1].startswith(("http://", "https://")):
-                    return words[1]
-    raise SystemExit(f"no Debian mirror for {SUITE} in /etc/apt/sources.list*: use --mirror")
-
-
-def ensure_debootstrap() -> str:
-    found = shutil.which("debootstrap", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    if found:
-        return found
-    log("apt-get install debootstrap")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
-    found = shutil.which("debootstrap", path="/usr/sbin:/sbin:/usr/bin")
-    if not found:
-        raise SystemExit("debootstrap is still missing after apt-get install")
-    return found
-
-
-def build_rootfs(dest: Path, mirror: str) -> Path:
-    """A minbase bookworm rootfs at dest, built once: debootstrap into a temporary
-    directory renamed into place on success (an interrupted build leaves nothing)."""
-    if dest.is_dir():
-        return dest
-    debootstrap = ensure_debootstrap()
-    tmp = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    log(f"debootstrap --variant=minbase {SUITE} {tmp} {mirror} (once; cached in {dest})")
-    try:
-        p = subprocess.run([debootstrap, "--variant=minbase", SUITE, str(tmp), mirror],
-                           stdin=subprocess.DEVNULL, stdout=sys.stderr, check=False)
-        if p.returncode != 0:
-            raise SystemExit(f"debootstrap failed with status {p.returncode}")
-        left = unmount_under(tmp)  # it unmounts /proc and /sys itself; be sure
-        if left:
-            raise SystemExit(f"debootstrap left mounts behind: {left}")
-        os.rename(tmp, dest)
-    finally:
-        remove_tree(tmp)
-    return dest
 
 
 # -------------------------------------------------------------------------------------------
@@ -522,8 +448,11 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):  # cleanups run as for ^C
         signal.signal(sig, _raise_exit)
 
-    mirror = args.mirror or apt_mirror()
-    rootfs = build_rootfs(Path(CACHE) / "rootfs" / f"debian-{SUITE}-minbase", mirror)
+    try:
+        mirror = args.mirror or apt_mirror(SUITE)
+        rootfs = build_rootfs(Path(CACHE) / "rootfs" / f"debian-{SUITE}-minbase", mirror, SUITE)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
     image_dir = Path(CACHE) / "images" / f"debian-{SUITE}-minbase-r{RECIPE}"
     if args.rebuild:
         remove_tree(image_dir)

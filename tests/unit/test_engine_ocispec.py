@@ -243,7 +243,8 @@ def test_user_binds_volumes_and_order(validate):
                            "ReadOnly": True, "BindOptions": {"NonRecursive": True}},
                           {"Type": "tmpfs", "Target": "/scratch",
                            "TmpfsOptions": {"SizeBytes": 1 << 20, "Mode": 0o1777}}])
-    spec = build(c, volume_paths={"db": "/vol/db/_data", "/anon": "/vol/anon/_data"})
+    spec = build(c, volume_mounts=[{"Destination": "/var/lib/db", "Source": "/vol/db/_data"},
+                                   {"Destination": "/anon", "Source": "/vol/anon/_data"}])
     validate(spec)
     order = dests(spec)
     assert order[:len(BASE)] == BASE
@@ -266,21 +267,23 @@ def test_user_binds_volumes_and_order(validate):
                                                   "mode=1777", "size=1m"]
 
 
-def test_image_volumes_get_the_anonymous_volumes_made_for_them():
-    c = container({"Volumes": {"/var/cache": {}, "/data": {}, "/logs": {}}},
-                  Binds=["/h/data:/data"])
-    spec = build(c, volume_paths={"/var/cache": "/vol/anon1/_data"})
+def test_resolved_volumes_are_mounted_as_given():
+    c = container({"Volumes": {"/var/cache": {}}}, Binds=["/h/data:/data"])
+    spec = build(c, volume_mounts=[
+        {"Destination": "/var/cache", "Source": "/vol/anon1/_data"},
+        {"Destination": "/shared", "Source": "/proc/1/fd/7", "RW": False,
+         "Propagation": "rslave"}])
     assert mount(spec, "/var/cache") == {"destination": "/var/cache", "type": "bind",
                                          "source": "/vol/anon1/_data", "options": ["rbind"]}
-    assert mount(spec, "/data")["source"] == "/h/data"  # the request's own mount wins
-    assert "/logs" not in dests(spec)  # not made yet: the image's directory stays
+    assert mount(spec, "/shared")["options"] == ["rbind", "ro", "rslave"]
+    assert mount(spec, "/data")["source"] == "/h/data"
 
 
 def test_missing_volume_is_an_error():
     with pytest.raises(InvalidParameter, match="no such volume: db"):
         build(container(Binds=["db:/db"]))
     with pytest.raises(InvalidParameter, match="anonymous volume for /cache"):
-        build(container(Mounts=[{"Type": "volume", "Target": "/cache"}]), volume_paths={})
+        build(container(Mounts=[{"Type": "volume", "Target": "/cache"}]), volume_mounts=[])
 
 
 def test_user_mounts_override_defaults():

@@ -6,9 +6,9 @@ from bosun.api.http import Router
 
 
 def build_router(engine) -> Router:
-    from bosun.api import containers, containers_extra, images, networks, system
+    from bosun.api import containers, containers_extra, images, networks, system, volumes
 
     router = Router()
-    for module in (system, containers, containers_extra, images, networks):
+    for module in (system, containers, containers_extra, images, networks, volumes):
         module.register(router, engine)
     return router

@@ -181,4 +181,4 @@ def disk_usage(engine) -> dict:
     for img in images:
         img["Containers"] = sum(1 for c in engine.all() if c.doc["Image"] == img["Id"])
     return {"LayersSize": sum(i.get("Size", 0) for i in images), "Images": images,
-            "Containers": containers, "Volumes": [], "BuildCache": []}
+            "Containers": containers, "Volumes": engine.volume_usage(), "BuildCache": []}

@@ -30,6 +30,8 @@ COMMANDS = {
     "completion": "completion",
     **{f"network {v}": "network" for v in ("create", "ls", "inspect", "rm", "connect",
                                            "disconnect", "prune")},
+    "volume create": "volumes", "volume ls": "volumes", "volume inspect": "volumes",
+    "volume rm": "volumes", "volume prune": "volumes",
 }
 CONTAINER_COMMANDS = ("attach", "commit", "cp", "create", "diff", "exec", "export", "inspect",
                       "kill", "logs", "pause", "port", "rename", "restart", "rm", "run", "start",
@@ -45,6 +47,9 @@ GROUPS = {
                                                 "disconnect", "prune")},
                 "list": "network ls", "remove": "network rm"},
     "system": {"info": "info", "df": "system df", "prune": "system prune", "events": "events"},
+    "volume": {"create": "volume create", "ls": "volume ls", "list": "volume ls",
+               "inspect": "volume inspect", "rm": "volume rm", "remove": "volume rm",
+               "prune": "volume prune"},
 }
 
 GLOBAL = Command("", "[OPTIONS] COMMAND [ARG...]", "A self-sufficient runtime for containers", [
@@ -83,6 +88,7 @@ Management Commands:
   image       Manage images (ls, inspect, prune, and the commands below)
   network     Manage networks (create, ls, inspect, rm, connect, disconnect, prune)
   system      Manage bosun (df, events, info, prune)
+  volume      Manage volumes (create, inspect, ls, prune, rm)
   completion  Generate the shell completion script (bash, zsh, fish)
 
 Container Commands:

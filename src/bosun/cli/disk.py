@@ -90,19 +90,26 @@ def history(cli, opts, args) -> int:
              Flag("platform", None, STR, "Inspect a specific platform of the multi-platform "
                   "image")], nargs=(1, None))
 def image_inspect(cli, opts, args) -> int:
-    from bosun.cli.http import APIError, path_of
+    from bosun.cli.http import path_of
+
+    return inspect_each(cli, opts["format"], [f"/images/{path_of(n)}/json" for n in args])
+
+
+def inspect_each(cli, fmt: str | None, paths: list[str]) -> int:
+    """GET each path; print the documents as a JSON array or through the template."""
+    from bosun.cli.http import APIError
 
     found, errors = [], []
-    for name in args:
+    for path in paths:
         try:
-            found.append(cli.client.call("GET", f"/images/{path_of(name)}/json"))
+            found.append(cli.client.call("GET", path))
         except APIError as e:
             if e.status != 404:
                 raise
             errors.append(str(e))  # docker shows the daemon's words here, unlike `inspect`
     from bosun.cli.format import print_inspect
 
-    print_inspect(cli, found, opts["format"])
+    print_inspect(cli, found, fmt)
     for e in errors:
         cli.err(f"Error response from daemon: {e}\n")
     return 1 if errors else 0
@@ -210,10 +217,14 @@ def system_prune(cli, opts, args) -> int:
     warning = "WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items)
     if not opts["force"] and not confirm(cli, warning):
         return 0
-    # bosun has neither volumes nor a build cache yet: nothing of theirs to prune
+    # bosun has no build cache yet: nothing of its to prune
     f = opts["filter"]
-    report(cli, [prune_containers(cli, f), prune_networks(cli, f),
-                 prune_images(cli, f, opts["all"])])
+    results = [prune_containers(cli, f), prune_networks(cli, f)]
+    if opts["volumes"]:
+        from bosun.cli.volumes import prune_volumes
+
+        results.append(prune_volumes(cli, f, False))
+    report(cli, results + [prune_images(cli, f, opts["all"])])
     return 0
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 # getrlimit names docker's units.ParseUlimit knows
 ULIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
            "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
-_TRUE, _FALSE = ("true", "1"), ("false", "0")
+_TRUE, _FALSE = ("1", "t", "true"), ("0", "f", "false")  # Go's strconv.ParseBool
 # --mount keys taken as they are: key → (which options object, "" for the mount, its field)
 _STRINGS = {"source": ("", "Source"), "src": ("", "Source"), "target": ("", "Target"),
             "dst": ("", "Target"), "destination": ("", "Target"),

@@ -73,6 +73,7 @@ CREATE_FLAGS = [
     Flag("ulimit", None, LIST, "Ulimit options", metavar="ulimit"),
     Flag("user", "u", STR, "Username or UID (format: <name|uid>[:<group|gid>])"),
     Flag("volume", "v", LIST, "Bind mount a volume"),
+    Flag("volumes-from", None, LIST, "Mount volumes from the specified container(s)"),
     Flag("workdir", "w", STR, "Working directory inside the container"),
 ]
 RUN_FLAGS = CREATE_FLAGS + [
@@ -211,6 +212,7 @@ def container_config(opts: dict, args: list[str], detach: bool) -> dict:
         "PublishAllPorts": opts["publish-all"],
         "ExtraHosts": opts["add-host"] or None, "Dns": opts["dns"],
         "DnsOptions": opts["dns-option"], "DnsSearch": opts["dns-search"],
+        "VolumesFrom": opts["volumes-from"] or None,
     }
     from bosun.cli.mounts import healthcheck, parse_mount, parse_ulimit
 

@@ -457,11 +457,21 @@ def check_mount(m: dict) -> None:
             raise _mount_error(typ, f"invalid propagation mode: {prop}")
         if not src.startswith("/"):
             raise _mount_error(typ, f"invalid mount path: '{src}' mount path must be absolute")
+        if (m.get("BindOptions") or {}).get("ReadOnlyForceRecursive"):
+            # needs mount_setattr(AT_RECURSIVE), which bosun-runtime does not do yet: refuse
+            # rather than leave submounts writable
+            raise _mount_error(typ, "recursive read-only bind mounts (bind-recursive=readonly)"
+                                    " are not supported")
         if not os.path.exists(src) and not (m.get("BindOptions") or {}).get("CreateMountpoint"):
             raise _mount_error(typ, f"bind source path does not exist: {src}")
     elif typ == "volume":
         if m.get("ReadOnly") and not src:
             raise _mount_error(typ, "must not set ReadOnly mode when using anonymous volumes")
+        sub = (m.get("VolumeOptions") or {}).get("Subpath") or ""
+        if sub and (sub.startswith("/") or clean_path(sub) == ".."
+                    or clean_path(sub).startswith("../")):
+            # Go's filepath.IsLocal: relative, and no `..` that climbs out
+            raise _mount_error(typ, "subpath must be a relative path within the volume")
     elif typ == "tmpfs":
         if src:
             raise _mount_error(typ, "field Source must not be specified")

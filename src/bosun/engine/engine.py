@@ -72,6 +72,7 @@ class Engine:
         self.names: dict[str, str] = {}
         self.execs: dict = {}
         self._networks = None
+        self._volumes = None
         from bosun.engine.monitor import Monitor
 
         self.monitor = Monitor(self)
@@ -111,6 +112,18 @@ class Engine:
                         table=self.config.nft_table, default_bridge=self.config.bridge)
         return self._networks
 
+    @property
+    def volumes(self):
+        """The volume service (bosun.volume.Volumes) under <data-root>/volumes, made on
+        first use."""
+        if self._volumes is None:
+            with self.lock:
+                if self._volumes is None:
+                    from bosun.volume.local import Volumes
+
+                    self._volumes = Volumes(os.path.join(self.data_root, "volumes"))
+        return self._volumes
+
     # -- life -------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -142,6 +155,8 @@ class Engine:
         """Stop serving; running containers keep running (their shims outlive us)."""
         self.monitor.stop()
         self.store.close()
+        if self._volumes is not None:
+            self._volumes.close()
         self.images.close()
 
     # -- lookup -----------------------------------------------------------------------------
@@ -348,3 +363,35 @@ class Engine:
         from bosun.engine import networks
 
         return networks.prune(self, filters or {})
+
+    # -- volumes --------------------------------------------------------------------------
+
+    def list_volumes(self, filters: dict | None = None) -> dict:
+        from bosun.engine import volumes
+
+        return volumes.list_volumes(self, filters or {})
+
+    def inspect_volume(self, name: str) -> dict:
+        from bosun.engine import volumes
+
+        return volumes.inspect(self, name)
+
+    def create_volume(self, body: dict) -> dict:
+        from bosun.engine import volumes
+
+        return volumes.create(self, body)
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        from bosun.engine import volumes
+
+        volumes.remove(self, name, force)
+
+    def prune_volumes(self, filters: dict | None = None) -> dict:
+        from bosun.engine import volumes
+
+        return volumes.prune(self, filters or {})
+
+    def volume_usage(self) -> list[dict]:
+        from bosun.engine import volumes
+
+        return volumes.usage(self)

@@ -201,7 +201,7 @@ class Monitor:
             from bosun.engine.containers.remove import remove
 
             try:
-                remove(engine, c, force=True)
+                remove(engine, c, force=True, volumes=True)  # --rm: anonymous volumes too
             except Exception as e:  # noqa: BLE001
                 log.warning("auto-remove of %s failed: %s", c.id[:12], e)
 
@@ -266,6 +266,9 @@ def cleanup_after_exit(engine, c) -> None:
         pass
     shutil.rmtree(engine.bundle_dir(c.id), ignore_errors=True)
     netattach.teardown(engine, c)  # after the delete: no process is left in the namespace
+    from bosun.engine import volumes
+
+    volumes.release(engine, c)
     try:
         engine.images.snapshots.unmount_container(c.id)
     except Exception as e:  # noqa: BLE001

@@ -12,6 +12,7 @@ import time
 from bosun.engine import netattach
 from bosun.engine.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from bosun.engine.views import _matches
+from bosun.filters import labels_match
 
 _DRIVERLESS = {"host": "host", "none": "null"}  # name → driver
 _FILTERS = ("name", "id", "driver", "label", "type", "dangling", "scope")
@@ -82,12 +83,7 @@ def inspect(engine, ref: str) -> dict:
     return _with_names(engine, _find(engine, ref))
 
 
-def _labels_match(wanted: list[str], labels: dict) -> bool:
-    for w in wanted:
-        key, sep, value = w.partition("=")
-        if key not in labels or (sep and labels[key] != value):
-            return False
-    return True
+_labels_match = labels_match
 
 
 def _filtered(items: list[dict], filters: dict[str, list[str]]) -> list[dict]:

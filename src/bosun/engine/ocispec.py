@@ -32,7 +32,7 @@ from bosun.engine.createconfig import (
     parse_security_opts,
     tmpfs_data,
 )
-from bosun.engine.errors import Conflict, InvalidParameter, NotImplementedErr
+from bosun.engine.errors import Conflict, InvalidParameter
 from bosun.runtime.spec import OCI_VERSION
 from bosun.security import seccomp_default
 
@@ -93,7 +93,7 @@ def build_spec(container: dict, *, rootfs: str, user: tuple[int, int, list[int]]
                hostname_path: str | None, hosts_path: str | None, resolv_path: str | None,
                init_path: str | None, cgroup_parent: str = "bosun", cgroups_v2: bool = False,
                netns_path: str | None = None, ns_paths: dict[str, str] | None = None,
-               volume_paths: dict[str, str] | None = None,
+               volume_mounts: list[dict] | None = None,
                shm_path: str | None = None, host_caps: list[str] | None = None) -> dict:
     """The config.json for `container`.
 
@@ -102,8 +102,10 @@ def build_spec(container: dict, *, rootfs: str, user: tuple[int, int, list[int]]
     init_path: docker-init (tini) on the host, used when HostConfig.Init is set.
     netns_path: the network namespace the engine prepared (bridge/none); None → a new one.
     ns_paths: {"pid"|"ipc"|"network": path} for container:<id> modes, resolved by the caller.
-    volume_paths: named volume → its host directory; an anonymous volume (a bare "/dest"
-        bind, a Mount without Source, an image VOLUME) is keyed by its destination.
+    volume_mounts: the volume mounts the engine resolved (named and anonymous volumes of
+        Binds and Mounts, the image's VOLUMEs, --volumes-from): {"Destination", "Source"
+        (the host path to bind), "RW", "Propagation"}; every volume the request names must
+        be among them.
     shm_path: the shared /dev/shm of a shareable or container:<id> IPC mode.
     host_caps: the capabilities the daemon holds (createconfig.held_capabilities), which
         --privileged and --cap-add ALL give; None → every capability the kernel knows.
@@ -120,7 +122,7 @@ def build_spec(container: dict, *, rootfs: str, user: tuple[int, int, list[int]]
         "root": {"path": rootfs, "readonly": bool(hc.get("ReadonlyRootfs"))},
         "mounts": _mounts(cfg, hc, init_path if use_init else None,
                           {"/etc/resolv.conf": resolv_path, "/etc/hostname": hostname_path,
-                           "/etc/hosts": hosts_path}, volume_paths or {}, shm_path),
+                           "/etc/hosts": hosts_path}, volume_mounts or [], shm_path),
         "linux": _linux(container, hc, caps, security, cgroups_v2, cgroup_parent, netns_path,
                         ns_paths or {}),
     }
@@ -238,31 +240,30 @@ def _tmpfs(dest: str, data: str) -> dict:
             "options": merge_tmpfs_options(opts)}
 
 
-def _volume_source(name: str, dest: str, volume_paths: dict[str, str]) -> str:
-    key = name or dest
-    if key not in volume_paths:
-        raise InvalidParameter(f"no such volume: {name}" if name else
-                               f"anonymous volume for {dest} is not available")
-    return volume_paths[key]
+def _mount_points(hc: dict, volumes: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Binds, Mounts and Tmpfs → (bind mounts, tmpfs mounts); the volumes come resolved."""
+    binds = [_bind(clean_path(v["Destination"]), v["Source"], v.get("RW", True),
+                   v.get("Propagation") or "") for v in volumes]
+    have = {m["destination"] for m in binds}
+    tmpfs = []
 
+    def need_volume(name: str, dest: str) -> None:
+        if dest not in have:
+            raise InvalidParameter(f"no such volume: {name}" if name else
+                                   f"anonymous volume for {dest} is not available")
 
-def _mount_points(hc: dict, volume_paths: dict[str, str]) -> tuple[list[dict], list[dict]]:
-    """Binds and Mounts → (bind mounts, tmpfs mounts)."""
-    binds, tmpfs = [], []
     for raw in hc.get("Binds") or ():
         b = parse_bind(raw)
-        src = b["Source"] if b["Type"] == "bind" else \
-            _volume_source(b["Source"], b["Destination"], volume_paths)
-        binds.append(_bind(b["Destination"], src, b["RW"], b["Propagation"]))
+        if b["Type"] == "volume":
+            need_volume(b["Source"], b["Destination"])
+        else:
+            binds.append(_bind(b["Destination"], b["Source"], b["RW"], b["Propagation"]))
     for m in hc.get("Mounts") or ():
         dest, typ = clean_path(m["Target"]), m.get("Type")
         if typ == "tmpfs":
             tmpfs.append(_tmpfs(dest, tmpfs_data(m.get("TmpfsOptions"), bool(m.get("ReadOnly")))))
         elif typ == "volume":
-            if (m.get("VolumeOptions") or {}).get("Subpath"):
-                raise NotImplementedErr("VolumeOptions.Subpath is not supported yet")
-            src = _volume_source(m.get("Source") or "", dest, volume_paths)
-            binds.append(_bind(dest, src, not m.get("ReadOnly")))
+            need_volume(m.get("Source") or "", dest)
         else:
             opts = m.get("BindOptions") or {}
             binds.append(_bind(dest, clean_path(m["Source"]), not m.get("ReadOnly"),
@@ -273,24 +274,11 @@ def _mount_points(hc: dict, volume_paths: dict[str, str]) -> tuple[list[dict], l
     return binds, tmpfs
 
 
-def _image_volumes(cfg: dict, taken: set[str], volume_paths: dict[str, str]) -> list[dict]:
-    """Config.Volumes (the image's VOLUMEs) not covered by a mount of the request: Docker gives
-    each an anonymous volume. Those the caller has made (keyed by destination) are mounted;
-    the others stay the image's own directory until the volume layer creates them."""
-    out = []
-    for dest in cfg.get("Volumes") or {}:
-        dest = clean_path(dest)
-        if dest not in taken and dest in volume_paths:
-            out.append(_bind(dest, volume_paths[dest], True))
-    return out
-
-
 def _user_mounts(cfg: dict, hc: dict, net_files: dict[str, str | None],
-                 volume_paths: dict[str, str], shm_path: str | None) -> list[dict]:
+                 volumes: list[dict], shm_path: str | None) -> list[dict]:
     """Everything Docker's WithMounts calls the container's own mounts, sorted so that a parent
     comes before its children (by path depth, in a stable order)."""
-    binds, tmpfs = _mount_points(hc, volume_paths)
-    binds += _image_volumes(cfg, {m["destination"] for m in binds + tmpfs}, volume_paths)
+    binds, tmpfs = _mount_points(hc, volumes)
     binds.sort(key=_depth)
     taken = {m["destination"] for m in binds + tmpfs}
     writable = not hc.get("ReadonlyRootfs")
@@ -313,8 +301,8 @@ def _shared_shm(ipc_mode: str, shm_path: str | None) -> str | None:
 
 
 def _mounts(cfg: dict, hc: dict, init_path: str | None, net_files: dict[str, str | None],
-            volume_paths: dict[str, str], shm_path: str | None) -> list[dict]:
-    user = _user_mounts(cfg, hc, net_files, volume_paths, shm_path)
+            volumes: list[dict], shm_path: str | None) -> list[dict]:
+    user = _user_mounts(cfg, hc, net_files, volumes, shm_path)
     taken = {m["destination"] for m in user}
     base = [copy.deepcopy(m) for m in BASE_MOUNTS]
     if init_path:

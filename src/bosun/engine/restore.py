@@ -60,7 +60,7 @@ def restore(engine) -> None:
             if c.doc["HostConfig"].get("AutoRemove") and c.status == "exited":
                 from bosun.engine.containers.remove import remove
 
-                remove(engine, c, force=True)
+                remove(engine, c, force=True, volumes=True)
                 continue
         if not c.removed and not c.running and c.status == "exited" and restart_at_boot(c):
             to_start.append(c)
@@ -68,7 +68,14 @@ def restore(engine) -> None:
     from bosun.engine.netattach import reconcile
 
     # Before any start below: reconcile removes endpoints of containers not in this set.
-    reconcile(engine, {c.id for c in engine.all() if c.running or c.status == PAUSED})
+    live = {c.id for c in engine.all() if c.running or c.status == PAUSED}
+    reconcile(engine, live)
+    if os.path.isdir(os.path.join(engine.data_root, "volumes")):  # else nothing to reconcile
+        from bosun.engine.volumes import clear_staging
+
+        clear_staging(engine)
+        for line in engine.volumes.reconcile({c.id for c in engine.all()}, live):
+            log.info("volumes: %s", line)
     if to_start:
         threading.Thread(target=_start_all, args=(engine, to_start), daemon=True).start()
 

@@ -10,12 +10,12 @@ go-units' HumanDuration.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from datetime import datetime
 
 from bosun.engine.errors import InvalidParameter, NotFound
+from bosun.filters import matches
 
 _MINUTE = 60.0
 _HOUR = 3600.0
@@ -271,18 +271,7 @@ def parse_filters(raw: str | None) -> dict[str, list[str]]:
     return result
 
 
-def _matches(values: list[str], source: str) -> bool:
-    """Docker's Args.Match: an exact value, or a regular expression found in source. A value
-    that is not a valid expression matches only exactly."""
-    for value in values:
-        if value == source:
-            return True
-        try:
-            if re.search(value, source):
-                return True
-        except re.error:
-            continue
-    return False
+_matches = matches  # the name engine modules import
 
 
 def match_labels(wanted: list[str], labels: dict | None) -> bool:

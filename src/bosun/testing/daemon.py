@@ -1,8 +1,8 @@
 """Harness shared by bosun's integration tests and benchmarks: a private `bosun daemon` whose
 data-root, exec-root and socket live in a temporary directory, driven by the real docker CLI
 (DOCKER_HOST) or the docker SDK. `teardown()` removes every container, then checks that no
-shim, mount, cgroup, directory, network (endpoint veth, bridge, nftables table, namespace
-mount) is left, and reports what it had to clean itself. Each daemon gets a bridge of its
+shim, mount, cgroup, directory, volume, network (endpoint veth, bridge, nftables table,
+namespace mount) is left, and reports what it had to clean itself. Each daemon gets a bridge of its
 own (`bridge`, hence its own nftables table and link owner tag), so daemons run side by side
 never touch each other's networking nor the host's bosun0.
 
@@ -161,7 +161,12 @@ class BosunDaemon:
             nets = r.stdout.decode().split()
             if nets:
                 self.docker("network", "rm", *nets, check=False, timeout=60)
+            self.docker("volume", "prune", "-af", check=False, timeout=60)
         self.stop()
+        vdir = self.data_root / "volumes"
+        left = [p.name for p in vdir.iterdir() if p.is_dir()] if vdir.is_dir() else []
+        if left:
+            problems.append(f"volume directories left: {left}")
         problems += self._network_leftovers()
         from bosun.runtime.delete import delete
         from bosun.runtime.errors import RuntimeErr

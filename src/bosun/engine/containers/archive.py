@@ -1,13 +1,14 @@
 """docker cp and docker export: a container's files as tar streams, and tar streams into it.
 
 Paths are resolved as the container sees them, on its root filesystem plus its bind mounts
-(HostConfig.Binds/Mounts of type bind) and the /etc files the engine bind-mounts (hostname,
-hosts, resolv.conf). The walk is ours, one component at a time: `..` never climbs above "/",
-a symlink's target is read and resolved from the container's root (absolute) or its directory
-(relative), and a component that is a mount destination continues on the mount's source. Every
-open below a root (the rootfs or a mount source) is an openat2(RESOLVE_IN_ROOT |
-RESOLVE_NO_SYMLINKS) of a path the walk already found symlink-free, so a symlink planted by the
-container, even while we walk, can at worst fail the request -- never reach the host.
+and volumes (inspect's Mounts of type bind and volume) and the /etc files the engine
+bind-mounts (hostname, hosts, resolv.conf). The walk is ours, one component at a time: `..`
+never climbs above "/", a symlink's target is read and resolved from the container's root
+(absolute) or its directory (relative), and a component that is a mount destination
+continues on the mount's source. Every open below a root (the rootfs or a mount source) is an
+openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS) of a path the walk already found symlink-free,
+so a symlink planted by the container, even while we walk, can at worst fail the request --
+never reach the host.
 
 As in Docker: the last component of a path is not followed for stat and archive (unless the
 path ends in "/" or "/."), and is followed for extraction; `..` in the request is cleaned
@@ -16,8 +17,8 @@ unpacker (bosun.image.layer), rooted at the destination directory (Docker chroot
 docker cp's rules on top: `.wh.` names are ordinary files, noOverwriteDirNonDir, and copyUIDGID.
 
 A stopped container's snapshot is mounted for the duration and unmounted afterwards, unless it
-was mounted already or the container started meanwhile. Not resolved: named and anonymous
-volumes (the engine has no volume store yet) and tmpfs mounts (as Docker, whose view gives
+was mounted already or the container started meanwhile. Not resolved: a volume's subpath (the
+walk sees the whole volume at the destination) and tmpfs mounts (as Docker, whose view gives
 each request an empty tmpfs) -- their paths fall through to the rootfs; extraction does not
 cross mount points below the destination directory.
 """
@@ -136,12 +137,12 @@ class Mount:
 
 
 def container_mounts(doc: dict) -> list[Mount]:
-    """The mounts a path can fall in: inspect's Mounts of type bind, then the engine's /etc
-    files (unless the user mounted something there)."""
+    """The mounts a path can fall in: inspect's Mounts of type bind and volume, then the
+    engine's /etc files (unless the user mounted something there)."""
     out: list[Mount] = []
     for m in doc.get("Mounts") or ():
         src = m.get("Source") or ""
-        if m.get("Type") == "bind" and src.startswith("/"):
+        if m.get("Type") in ("bind", "volume") and src.startswith("/"):
             out.append(Mount(tuple(_split(m.get("Destination") or "")), src,
                              bool(m.get("RW", True)), True))
     taken = {m.dest for m in out}

@@ -62,7 +62,11 @@ def create(engine, body: dict, name: str | None, platform: str | None = None) ->
     cmd = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
     cdir = engine.container_dir(cid)
     made_snapshot = made_ref = False
+    made_volumes: list[str] | None = None
     try:
+        from bosun.engine import volumes
+
+        mounts, made_volumes = volumes.resolve(engine, cid, config, host_config)
         os.makedirs(cdir, 0o700)
         rootfs = engine.images.snapshots.mount_container(cid, chain)
         made_snapshot = True
@@ -95,12 +99,12 @@ def create(engine, body: dict, name: str | None, platform: str | None = None) ->
             "ExecIDs": None,
             "HostConfig": host_config,
             "GraphDriver": _graph_driver(engine, cid, rootfs),
-            "Mounts": _mount_points(host_config),
+            "Mounts": volumes.public(mounts),
             "Config": config,
             "NetworkSettings": _network_settings(host_config, networking),
         }
         meta = {"rootfs": rootfs, "chain": chain, "manual_stop": False,
-                "networking": networking}
+                "networking": networking, "mounts": mounts}
         engine.store.insert(doc, meta)
     except BaseException:
         with engine.lock:
@@ -111,6 +115,8 @@ def create(engine, body: dict, name: str | None, platform: str | None = None) ->
         if made_snapshot:
             engine.images.snapshots.remove_container(cid)
         shutil.rmtree(cdir, ignore_errors=True)
+        if made_volumes is not None:
+            volumes.unresolve(engine, cid, made_volumes)
         raise
     c = Container(doc, meta)
     with engine.lock:
@@ -165,34 +171,6 @@ def _graph_driver(engine, cid: str, rootfs: str) -> dict:
     except Exception:  # noqa: BLE001
         pass
     return {"Data": data, "Name": _driver_name(engine)}
-
-
-def _mount_points(hc: dict) -> list[dict]:
-    """inspect's Mounts: what Binds, Mounts and Tmpfs ask for."""
-    out = []
-    for bind in hc.get("Binds") or ():
-        parts = bind.split(":")
-        src, dst = parts[0], parts[1] if len(parts) > 1 else parts[0]
-        opts = parts[2].split(",") if len(parts) > 2 else []
-        named = not src.startswith("/")
-        out.append({"Type": "volume" if named else "bind",
-                    **({"Name": src} if named else {}),
-                    "Source": "" if named else src, "Destination": dst,
-                    "Mode": ",".join(opts), "RW": "ro" not in opts,
-                    "Propagation": "" if named else next(
-                        (o for o in opts if o.endswith(("shared", "slave", "private"))),
-                        "rprivate")})
-    for m in hc.get("Mounts") or ():
-        t = m.get("Type", "bind")
-        entry = {"Type": t, "Source": m.get("Source", "") if t == "bind" else "",
-                 "Destination": m.get("Target", ""), "Mode": "",
-                 "RW": not m.get("ReadOnly", False),
-                 "Propagation": ((m.get("BindOptions") or {}).get("Propagation") or "rprivate")
-                 if t == "bind" else ""}
-        if t == "volume":
-            entry["Name"] = m.get("Source", "")
-        out.append(entry)
-    return out
 
 
 def _network_name(engine, ref: str) -> str | None:

@@ -48,6 +48,9 @@ def remove(engine, c, *, force: bool = False, volumes: bool = False) -> None:
         except Exception as e:  # noqa: BLE001
             log.warning("removing the snapshot of %s: %s", c.id[:12], e)
         engine.images.db.remove_container_ref(c.id)
+        from bosun.engine import volumes as vols
+
+        vols.forget(engine, c, volumes)
         engine.forget(c)
         for sock, _ in c.pending_attach:
             sock.close()

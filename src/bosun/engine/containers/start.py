@@ -51,9 +51,10 @@ def start(engine, c, *, restarting: bool = False) -> None:
         try:
             shim_pid, pid = _launch(engine, c)
         except Exception as e:
-            from bosun.engine import netattach
+            from bosun.engine import netattach, volumes
 
             netattach.teardown(engine, c)  # whatever step failed, no endpoint is left
+            volumes.release(engine, c)  # nor a volume mount held
             msg = str(e) or type(e).__name__
             code = 127 if ("executable file not found" in msg or "no such file" in msg.lower()) \
                 else 126 if "permission denied" in msg.lower() else 128
@@ -65,7 +66,8 @@ def start(engine, c, *, restarting: bool = False) -> None:
             if c.doc["HostConfig"].get("AutoRemove"):
                 from bosun.engine.containers.remove import remove
 
-                remove(engine, c, force=True)  # as Docker: a --rm container that cannot start
+                # as Docker: a --rm container that cannot start goes, its anonymous volumes too
+                remove(engine, c, force=True, volumes=True)
             if isinstance(e, (InvalidParameter, Conflict, NotFound, Forbidden,
                               netattach.NetworkSetupFailed)):
                 raise
@@ -89,8 +91,6 @@ def _oci_error(msg: str) -> str:
 
 
 def _launch(engine, c) -> tuple[int, int]:
-    from bosun.runtime.state import atomic_write
-
     rootfs = engine.images.snapshots.mount_container(c.id, c.meta["chain"])
     c.meta["rootfs"] = rootfs
     from bosun.engine import etcfiles, netattach
@@ -98,7 +98,18 @@ def _launch(engine, c) -> tuple[int, int]:
     netns = netattach.setup(engine, c)
     etcfiles.write_all(engine.container_dir(c.id), c.doc["Config"].get("Hostname") or "",
                        c.doc["HostConfig"], netattach.hosts_lines(c))
-    spec = _spec(engine, c, rootfs, netns)
+    from bosun.engine import volumes
+
+    held = volumes.acquire(engine, c, rootfs)
+    try:
+        return _create_and_start(engine, c, _spec(engine, c, rootfs, netns, held.mounts))
+    finally:
+        held.close()  # the runtime has bind-mounted the subpaths (or failed)
+
+
+def _create_and_start(engine, c, spec: dict) -> tuple[int, int]:
+    from bosun.runtime.state import atomic_write
+
     bdir = engine.bundle_dir(c.id)
     shutil.rmtree(bdir, ignore_errors=True)
     os.makedirs(bdir, 0o700)
@@ -170,7 +181,7 @@ def _log_opts(cfg: dict) -> dict:
     return out
 
 
-def _spec(engine, c, rootfs: str, netns_path: str | None) -> dict:
+def _spec(engine, c, rootfs: str, netns_path: str | None, volume_mounts: list[dict]) -> dict:
     from bosun.engine.createconfig import held_capabilities, resolve_user
     from bosun.engine.ocispec import build_spec
 
@@ -199,4 +210,4 @@ def _spec(engine, c, rootfs: str, netns_path: str | None) -> dict:
                       init_path=init_path, cgroup_parent=engine.config.cgroup_parent,
                       cgroups_v2=os.path.exists("/sys/fs/cgroup/cgroup.controllers"),
                       netns_path=netns_path, ns_paths=ns_paths,
-                      host_caps=held_capabilities())
+                      volume_mounts=volume_mounts, host_caps=held_capabilities())
