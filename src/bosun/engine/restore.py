@@ -68,7 +68,11 @@ def restore(engine) -> None:
     from bosun.engine.netattach import reconcile
 
     # Before any start below: reconcile removes endpoints of containers not in this set.
-    reconcile(engine, {c.id for c in engine.all() if c.running or c.status == PAUSED})
+    live = [c for c in engine.all() if c.running or c.status == PAUSED]
+    reconcile(engine, {c.id for c in live})
+    from bosun.engine import netdns
+
+    netdns.restore(engine, live)
     if to_start:
         threading.Thread(target=_start_all, args=(engine, to_start), daemon=True).start()
 

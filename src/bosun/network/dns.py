@@ -86,13 +86,17 @@ class NameTable:
             self._eps.pop(container, None)
             self._links.pop(container, None)
 
+    def networks_of(self, container: str) -> set[str]:
+        with self._lock:
+            return set(self._eps.get(container, {}))
+
     def containers(self) -> set[str]:
         with self._lock:
             return set(self._eps) | set(self._links)
 
-    def lookup(self, requester: str, name: str) -> list[str] | None:
-        """Addresses `name` has for `requester`, rotated at each call (round-robin); [] for
-        a name some container has elsewhere; None for no container's name."""
+    def lookup(self, requester: str, name: str, rotate: bool = False) -> list[str] | None:
+        """Addresses `name` has for `requester` (`rotate`: one further at each such call, for
+        round-robin); [] for a name some container has elsewhere; None for no container's."""
         name = _norm(name)
         with self._lock:
             mine = self._eps.get(requester, {})
@@ -112,7 +116,7 @@ class NameTable:
             if not known:
                 return None
             out = sorted(found, key=lambda a: ipaddress.IPv4Address(a))
-            if len(out) > 1:
+            if rotate and len(out) > 1:
                 n = next(self._turn.setdefault(name, itertools.count())) % len(out)
                 out = out[n:] + out[:n]
             return out
@@ -159,7 +163,8 @@ def answer(table: NameTable, requester: str,
         r.flags |= dns.flags.AA
         r.answer.append(dns.rrset.from_text(q.name, TTL, "IN", "PTR", target + "."))
         return r
-    ips = table.lookup(requester, q.name.to_text())
+    ips = table.lookup(requester, q.name.to_text(),  # AAAA asked alongside must not turn it
+                       rotate=q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY))
     if ips is None:
         return None
     if not ips:

@@ -93,11 +93,14 @@ def _launch(engine, c) -> tuple[int, int]:
 
     rootfs = engine.images.snapshots.mount_container(c.id, c.meta["chain"])
     c.meta["rootfs"] = rootfs
-    from bosun.engine import etcfiles, netattach
+    from bosun.engine import etcfiles, netattach, netdns
 
     netns = netattach.setup(engine, c)
+    c.meta["dns"] = netdns.wants_resolver(c)
+    if netns:
+        netdns.register(engine, c)  # listening before the process can ask
     etcfiles.write_all(engine.container_dir(c.id), c.doc["Config"].get("Hostname") or "",
-                       c.doc["HostConfig"], netattach.hosts_lines(c))
+                       c.doc["HostConfig"], netattach.hosts_lines(c), c.meta["dns"])
     spec = _spec(engine, c, rootfs, netns)
     bdir = engine.bundle_dir(c.id)
     shutil.rmtree(bdir, ignore_errors=True)
