@@ -178,3 +178,60 @@ def test_forward_ignores_unrelated_replies(upstream):
     q = dns.message.make_query("example.org", "A")
     assert dns.message.from_wire(forward(q.to_wire(), [upstream.addr])).id == q.id
     assert forward(q.to_wire(), [], timeout=0.1) is None
+
+
+def test_closing_a_listener_ends_its_tcp_connections(server):
+    addr = server.open("cli", None, [], address=("127.0.0.1", 0))
+    with socket.create_connection(addr, timeout=3) as c:
+        q = dns.message.make_query("web1", "A").to_wire()
+        c.sendall(struct.pack("!H", len(q)) + q)
+        assert c.recv(2)  # being served (idle connections stay open for a while)
+        c.recv(4096)
+        server.close_listener("cli")
+        assert c.recv(10) == b""  # closed by the server at once, not after its idle time
+
+
+# -- the engine's resolv.conf and several networks at create -----------------------------------
+
+def test_resolv_conf_for_the_embedded_dns(monkeypatch):
+    from bosun.engine import etcfiles
+
+    host = "nameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch corp.example\noptions edns0\n"
+    monkeypatch.setattr(etcfiles, "_read", lambda path: host)
+    assert etcfiles.resolv_conf({}, internal_dns=True) == (
+        "nameserver 127.0.0.11\nsearch corp.example\noptions edns0 ndots:0\n\n"
+        "# ExtServers: [127.0.0.53 10.0.0.1]\n")
+    assert etcfiles.nameservers({}) == ["127.0.0.53", "10.0.0.1"]  # loopback kept: host-side
+    assert etcfiles.nameservers({"Dns": ["9.9.9.9"]}) == ["9.9.9.9"]
+    assert etcfiles.resolv_conf({"DnsOptions": ["ndots:2"]}, internal_dns=True).count(
+        "ndots") == 1
+    # without it (default bridge): the host's, loopback dropped
+    assert etcfiles.resolv_conf({}) == ("nameserver 10.0.0.1\nsearch corp.example\n"
+                                        "options edns0\n")
+
+
+def test_several_networks_at_create_are_kept_mode_first():
+    from bosun.engine.containers.create import _networking_config
+    from bosun.engine.errors import InvalidParameter, NotFound
+    from bosun.network import NotFound as NetNotFound
+
+    class Nets:
+        def get(self, ref):
+            if ref not in ("front", "back", "bridge"):
+                raise NetNotFound(ref)
+            return type("N", (), {"name": ref})()
+
+    engine = type("E", (), {"networks": Nets()})()
+    nc = {"EndpointsConfig": {"back": {"Aliases": ["b"]}, "front": None}}
+    eps = _networking_config(engine, nc, {"NetworkMode": "front"})["EndpointsConfig"]
+    assert list(eps) == ["front", "back"] and eps["back"] == {"Aliases": ["b"]}
+    with pytest.raises(NotFound):
+        _networking_config(engine, {"EndpointsConfig": {"front": {}, "nope": {}}},
+                           {"NetworkMode": "front"})
+    with pytest.raises(InvalidParameter):
+        _networking_config(engine, {"EndpointsConfig": {"host": {}, "front": {}}},
+                           {"NetworkMode": "host"})
+    with pytest.raises(InvalidParameter):  # aliases on the default bridge
+        _networking_config(engine, {"EndpointsConfig": {"bridge": {"Aliases": ["x"]},
+                                                        "front": {}}},
+                           {"NetworkMode": "front"})

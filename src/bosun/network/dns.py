@@ -242,11 +242,12 @@ def _read_exactly(s: socket.socket, n: int) -> bytes | None:
 # -- the server --------------------------------------------------------------------------------
 
 class _Listener:
-    __slots__ = ("container", "udp", "tcp", "upstreams")
+    __slots__ = ("container", "udp", "tcp", "upstreams", "conns")
 
     def __init__(self, container: str, udp: socket.socket, tcp: socket.socket,
                  upstreams: list[tuple[str, int]]) -> None:
         self.container, self.udp, self.tcp, self.upstreams = container, udp, tcp, upstreams
+        self.conns: set[socket.socket] = set()  # accepted TCP connections being served
 
 
 def _bind_pair(address: tuple[str, int]) -> tuple[socket.socket, socket.socket]:
@@ -333,6 +334,11 @@ class DnsServer:
                 except OSError:
                     pass
                 sock.close()
+            for conn in list(lst.conns):  # they too hold the namespace: end them now
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def close(self) -> None:
         for container in self.listening():
@@ -415,6 +421,11 @@ class DnsServer:
             pass  # its container stopped meanwhile
 
     def _serve_tcp(self, lst: _Listener, conn: socket.socket) -> None:
+        with self._lock:
+            if self._listeners.get(lst.container) is not lst:  # closed since the accept
+                conn.close()
+                return
+            lst.conns.add(conn)
         with conn:
             conn.setblocking(True)
             conn.settimeout(_TCP_IDLE)
@@ -424,6 +435,9 @@ class DnsServer:
                     conn.sendall(struct.pack("!H", len(reply)) + reply)
             except OSError:
                 pass
+            finally:
+                with self._lock:
+                    lst.conns.discard(conn)
 
 
 def _usable(upstreams: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
