@@ -200,6 +200,7 @@ def create_endpoint(*, host_veth: str, bridge: str, netns_path: str, ifname: str
                  peer={"ifname": ifname, "net_ns_fd": netns_path, "address": mac, "mtu": mtu})
         try:
             ipr.link("set", index=_index(ipr, host_veth), ifalias=alias)
+            set_hairpin(host_veth)
             with _netns(netns_path) as ns:
                 lo = _index(ns, "lo")
                 ns.link("set", index=lo, state="up")
@@ -224,6 +225,14 @@ def plug(host_veth: str, bridge: str) -> None:
         if ipr.get_links(idx)[0].get("master") != br:
             ipr.link("set", index=idx, master=br)
         ipr.link("set", index=idx, state="up")
+    set_hairpin(host_veth)
+
+
+def set_hairpin(host_veth: str) -> None:
+    """Let the bridge send a frame back out of the port it came in by: a container reaching
+    its own published port through a host address (DNAT back to itself) needs it."""
+    with open(f"/sys/class/net/{host_veth}/brport/hairpin_mode", "w") as f:
+        f.write("1")
 
 
 def netns_links(netns_path: str) -> list[str]:
