@@ -126,6 +126,15 @@ def test_scoping_default_bridge_and_removal(daemon, net, upstream):
     assert "inb" in upstream.asked  # unknown now: forwarded (the fake says NXDOMAIN)
 
 
+def test_container_mode_shares_the_resolver(daemon, net):
+    net("dnss")
+    srv = run_d(daemon, "host1", "--network", "dnss")
+    run_d(daemon, "buddy", "--network", "container:host1")
+    assert out(daemon, "exec", "buddy", "head", "-1", "/etc/resolv.conf") == \
+        "nameserver 127.0.0.11"
+    assert lookup(daemon, "buddy", "host1") == [ip_on(srv, "dnss")]
+
+
 def test_round_robin_over_a_shared_alias(daemon, net):
     net("dnsr")
     ips = {ip_on(run_d(daemon, n, "--network", "dnsr", "--network-alias", "pool"), "dnsr")
@@ -175,6 +184,20 @@ def test_several_networks_at_create(daemon, net):
     assert lookup(daemon, "multi", "one") and lookup(daemon, "multi", "two")
     hosts = out(daemon, "exec", "multi", "cat", "/etc/hosts")
     assert ip_on(multi, "dnsm1") in hosts and ip_on(multi, "dnsm2") in hosts
+    # before API 1.44, one network at create, as Docker's
+    import docker
+
+    old = docker.APIClient(base_url=daemon.host, version="1.43")
+    try:
+        nc = old.create_networking_config({"dnsm1": old.create_endpoint_config(),
+                                           "dnsm2": old.create_endpoint_config()})
+        with pytest.raises(docker.errors.APIError) as e:
+            old.create_container("busybox", "true", networking_config=nc,
+                                 host_config=old.create_host_config(network_mode="dnsm1"))
+        assert e.value.response.status_code == 400
+        assert "Container cannot be connected to network endpoints" in str(e.value)
+    finally:
+        old.close()
 
 
 def test_live_restore_reopens_listeners_and_nothing_leaks(daemon, net):

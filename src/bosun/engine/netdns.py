@@ -26,6 +26,18 @@ def wants_resolver(c) -> bool:
         name != DEFAULT_NETWORK for name in c.doc["NetworkSettings"].get("Networks") or {})
 
 
+def shares_resolver(engine, c) -> bool:
+    """Whether a container:<id> container joins the namespace of one using the resolver
+    (its queries to 127.0.0.11 reach that one's listener, so it gets the same resolv.conf)."""
+    mode = c.doc["HostConfig"].get("NetworkMode") or ""
+    if not mode.startswith("container:"):
+        return False
+    try:
+        return bool(engine.get(mode.split(":", 1)[1]).meta.get("dns"))
+    except Exception:  # noqa: BLE001  (start reports a missing container itself)
+        return False
+
+
 def _links(engine, c) -> dict[str, str]:
     """HostConfig.Links ("name:alias", or Docker's stored "/name:/me/alias") → alias → id."""
     out = {}
