@@ -162,8 +162,11 @@ def test_connect_disconnect_refresh_names_hosts_and_resolv(daemon, net, upstream
     assert f"{late_ip}\t{late['Config']['Hostname']}" in hosts  # its own new address
     assert lookup(daemon, "late", "target") == [ip_on(target, "dnsx")]
     assert lookup(daemon, "target", "newcomer") == [late_ip]
+    daemon.docker("rename", "target", "renamed")
+    assert lookup(daemon, "late", "renamed") == [ip_on(target, "dnsx")]
+    assert lookup(daemon, "late", "target") is None
     daemon.docker("network", "disconnect", "dnsx", "late")
-    assert lookup(daemon, "target", "newcomer") is None
+    assert lookup(daemon, "renamed", "newcomer") is None
     assert late_ip not in out(daemon, "exec", "late", "cat", "/etc/hosts")
 
 

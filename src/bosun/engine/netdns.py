@@ -101,7 +101,10 @@ def refresh(engine, c) -> None:
     newly = not c.meta.get("dns") and wants_resolver(c)
     if newly:
         c.meta["dns"] = True
-    register(engine, c)
+    try:
+        register(engine, c)
+    except NetworkSetupFailed as e:  # the endpoint is there and works: not worth undoing
+        log.error("%s: %s", c.id[:12], e)
     hc = c.doc["HostConfig"]
     try:
         etcfiles.rewrite(c.doc["HostsPath"], etcfiles.hosts(hc, hosts_lines(c)))
