@@ -63,7 +63,8 @@ def ip_on(c: dict, network: str) -> str:
 
 def lookup(daemon, container: str, name: str) -> list[str] | None:
     """The IPv4 addresses busybox's nslookup (asking the resolv.conf's server) prints for
-    `name` in `container`; None when the name is not found."""
+    `name` in `container`; None when the name is not found. (Containers asking for names
+    that may not be local have `--dns` the fake upstream: nothing goes to the host's.)"""
     r = daemon.docker("exec", container, "nslookup", name, check=False)
     text = r.stdout.decode()
     if r.returncode or "can't find" in text:
@@ -87,7 +88,7 @@ def daemon_threads(daemon) -> int:
 def test_names_aliases_ids_and_links_resolve(daemon, net, upstream):
     net("dnsa")
     srv = run_d(daemon, "srv", "--network", "dnsa", "--network-alias", "db",
-                "--network-alias", "store")
+                "--network-alias", "store", "--dns", upstream.ip)
     cli = run_d(daemon, "cli", "--network", "dnsa", "--dns", upstream.ip,
                 "--link", "srv:legacy")
     ip = ip_on(srv, "dnsa")
@@ -150,7 +151,7 @@ def test_round_robin_over_a_shared_alias(daemon, net):
 
 def test_connect_disconnect_refresh_names_hosts_and_resolv(daemon, net, upstream):
     net("dnsx")
-    target = run_d(daemon, "target", "--network", "dnsx")
+    target = run_d(daemon, "target", "--network", "dnsx", "--dns", upstream.ip)
     run_d(daemon, "late", "--dns", upstream.ip)  # default bridge: the host's servers
     assert "127.0.0.11" not in out(daemon, "exec", "late", "cat", "/etc/resolv.conf")
     daemon.docker("network", "connect", "--alias", "newcomer", "dnsx", "late")
