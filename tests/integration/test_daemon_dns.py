@@ -136,6 +136,16 @@ def test_container_mode_shares_the_resolver(daemon, net):
     assert lookup(daemon, "buddy", "host1") == [ip_on(srv, "dnss")]
 
 
+def test_links_on_the_default_bridge_are_hosts_lines(daemon):
+    web = run_d(daemon, "linked")
+    run_d(daemon, "linker", "--link", "linked:web")
+    hosts = out(daemon, "exec", "linker", "cat", "/etc/hosts")
+    assert f"{web['NetworkSettings']['IPAddress']}\tweb {web['Config']['Hostname']} linked" \
+        in hosts.splitlines()
+    assert "127.0.0.11" not in out(daemon, "exec", "linker", "cat", "/etc/resolv.conf")
+    out(daemon, "exec", "linker", "ping", "-c1", "-W2", "web")
+
+
 def test_round_robin_over_a_shared_alias(daemon, net):
     net("dnsr")
     ips = {ip_on(run_d(daemon, n, "--network", "dnsr", "--network-alias", "pool"), "dnsr")

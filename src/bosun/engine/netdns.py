@@ -38,8 +38,9 @@ def shares_resolver(engine, c) -> bool:
         return False
 
 
-def _links(engine, c) -> dict[str, str]:
-    """HostConfig.Links ("name:alias", or Docker's stored "/name:/me/alias") → alias → id."""
+def _links(engine, c) -> dict[str, object]:
+    """HostConfig.Links ("name:alias", or Docker's stored "/name:/me/alias") → alias →
+    the target container."""
     out = {}
     for link in c.doc["HostConfig"].get("Links") or ():
         name, _, alias = link.partition(":")
@@ -47,8 +48,23 @@ def _links(engine, c) -> dict[str, str]:
             target = engine.get(name.lstrip("/"))
         except Exception:  # noqa: BLE001  (a link to a container removed since)
             continue
-        out[alias.rsplit("/", 1)[-1] or target.name] = target.id
+        out[alias.rsplit("/", 1)[-1] or target.name] = target
     return out
+
+
+def etc_hosts_lines(engine, c) -> list[str]:
+    """/etc/hosts lines: the container's own addresses, and on the default bridge (where
+    there is no DNS) Docker's lines for its links: "<ip>\t<alias> <hostname> <name>"."""
+    lines = hosts_lines(c)
+    if DEFAULT_NETWORK not in (c.doc["NetworkSettings"].get("Networks") or {}):
+        return lines
+    for alias, target in _links(engine, c).items():
+        ep = (target.doc["NetworkSettings"].get("Networks") or {}).get(DEFAULT_NETWORK) or {}
+        if ep.get("IPAddress"):
+            names = dict.fromkeys([alias, target.doc["Config"].get("Hostname") or "",
+                                   target.name])
+            lines.append(f"{ep['IPAddress']}\t{' '.join(n for n in names if n)}")
+    return lines
 
 
 def _upstreams(engine, c) -> list[tuple[str, int]]:
@@ -79,7 +95,7 @@ def register(engine, c) -> None:
         current.add(ep["NetworkID"])
     for net_id in table.networks_of(c.id) - current:
         table.remove_endpoint(c.id, net_id)
-    table.set_links(c.id, _links(engine, c))
+    table.set_links(c.id, {alias: t.id for alias, t in _links(engine, c).items()})
     if not c.meta.get("dns"):
         return
     upstreams = _upstreams(engine, c)
@@ -107,7 +123,7 @@ def refresh(engine, c) -> None:
         log.error("%s: %s", c.id[:12], e)
     hc = c.doc["HostConfig"]
     try:
-        etcfiles.rewrite(c.doc["HostsPath"], etcfiles.hosts(hc, hosts_lines(c)))
+        etcfiles.rewrite(c.doc["HostsPath"], etcfiles.hosts(hc, etc_hosts_lines(engine, c)))
         if newly:
             etcfiles.rewrite(c.doc["ResolvConfPath"], etcfiles.resolv_conf(hc, True))
     except OSError as e:

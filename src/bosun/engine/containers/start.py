@@ -100,7 +100,7 @@ def _launch(engine, c) -> tuple[int, int]:
     if netns:
         netdns.register(engine, c)  # listening before the process can ask
     etcfiles.write_all(engine.container_dir(c.id), c.doc["Config"].get("Hostname") or "",
-                       c.doc["HostConfig"], netattach.hosts_lines(c),
+                       c.doc["HostConfig"], netdns.etc_hosts_lines(engine, c),
                        c.meta["dns"] or netdns.shares_resolver(engine, c))
     spec = _spec(engine, c, rootfs, netns)
     bdir = engine.bundle_dir(c.id)
