@@ -10,8 +10,8 @@ Three parts, usable on their own:
 - `DnsServer`: per container, one UDP and one TCP socket bound to 127.0.0.11:53 inside the
   container's network namespace (made by a thread that entered it: setns() is per thread; a
   socket stays in the namespace it was made in). One thread serves every container's
-  sockets with epoll; forwarding and TCP connections run on a small worker pool, so a slow
-  upstream never holds up local answers. Binding 127.0.0.11 needs no DNAT: lo owns all of
+  sockets with epoll; forwarding runs on a small worker pool and each TCP client on a
+  thread of its own, so a slow upstream never holds up local answers. Binding 127.0.0.11 needs no DNAT: lo owns all of
   127.0.0.0/8.
 
 Upstream queries leave from the daemon's (host) namespace, so host resolvers on loopback
@@ -49,6 +49,10 @@ log = logging.getLogger("bosun.network.dns")
 ADDRESS = ("127.0.0.11", 53)
 TTL = 600  # Docker's
 UPSTREAM_TIMEOUT = 2.0
+# Forwards queued or in flight, all containers together: beyond it a query is dropped (its
+# client retries), so a container flooding a slow upstream cannot grow the daemon's memory.
+MAX_PENDING = 256
+MAX_TCP = 16  # TCP clients served at once (each a thread while connected)
 _TCP_IDLE = 5.0
 _EP = tuple[str, str, tuple[str, ...]]  # (ip, network name, names)
 
@@ -287,6 +291,8 @@ class DnsServer:
         self._epoll.register(self._wake_r, select.EPOLLIN)
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, "bosun-dns-worker")
         self._closed = False
+        self._pending = threading.BoundedSemaphore(MAX_PENDING)
+        self._tcp_slots = threading.BoundedSemaphore(MAX_TCP)
         self._thread = threading.Thread(target=self._serve, name="bosun-dns", daemon=True)
         self._thread.start()
 
@@ -372,14 +378,23 @@ class DnsServer:
                     if kind == "udp":
                         self._read_udp(lst)
                     else:
-                        conn, _ = lst.tcp.accept()
-                        self._pool.submit(self._serve_tcp, lst, conn)
+                        self._accept(lst)
                 except (BlockingIOError, InterruptedError):
                     pass
                 except OSError as e:  # closed meanwhile, or the client vanished
                     log.debug("dns %s %s: %s", lst.container[:12], kind, e)
                 except RuntimeError:  # the pool was shut down: closing
                     return
+
+    def _accept(self, lst: _Listener) -> None:
+        """A TCP client gets a thread of its own (idle clients must not hold up the
+        forwarding pool), up to MAX_TCP at once; beyond, it is closed at once."""
+        conn, _ = lst.tcp.accept()
+        if not self._tcp_slots.acquire(blocking=False):
+            conn.close()
+            return
+        threading.Thread(target=self._serve_tcp, args=(lst, conn), name="bosun-dns-tcp",
+                         daemon=True).start()
 
     def _read_udp(self, lst: _Listener) -> None:
         while True:
@@ -390,7 +405,7 @@ class DnsServer:
             reply = self._local(lst, wire, udp=True)
             if reply is not None:
                 lst.udp.sendto(reply, peer)
-            elif len(wire) >= 12:
+            elif len(wire) >= 12 and self._pending.acquire(blocking=False):
                 self._pool.submit(self._forward_udp, lst, wire, peer)
 
     def _local(self, lst: _Listener, wire: bytes, udp: bool) -> bytes | None:
@@ -419,11 +434,14 @@ class DnsServer:
             lst.udp.sendto(self._relay(lst, wire, tcp=False), peer)
         except OSError:
             pass  # its container stopped meanwhile
+        finally:
+            self._pending.release()
 
     def _serve_tcp(self, lst: _Listener, conn: socket.socket) -> None:
         with self._lock:
             if self._listeners.get(lst.container) is not lst:  # closed since the accept
                 conn.close()
+                self._tcp_slots.release()
                 return
             lst.conns.add(conn)
         with conn:
@@ -438,6 +456,7 @@ class DnsServer:
             finally:
                 with self._lock:
                     lst.conns.discard(conn)
+                self._tcp_slots.release()
 
 
 def _usable(upstreams: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
