@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := python3-venv python3-seccomp busybox-static runc docker.io skopeo umoci procps iproute2 hyperfine docker-registry apache2-utils debootstrap tini nftables
+DEB_PACKAGES := python3-venv python3-seccomp busybox-static runc docker.io skopeo umoci procps iproute2 hyperfine docker-registry apache2-utils debootstrap tini nftables docker-compose
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test unit integration bench bench-image clean

@@ -305,6 +305,45 @@ def test_published_port_reachable_on_loopback_and_gateway(daemon):
         http_get("127.0.0.1", port, timeout=0.5)
 
 
+def _host_addresses(gateway: str) -> list[str]:
+    """Addresses of the host a container may use for its published ports: its bridge's
+    gateway, and the host's main address (the default route's source) when it has one."""
+    addrs = [gateway]
+    r = subprocess.run(["ip", "-4", "-o", "route", "get", "192.0.2.1"], capture_output=True,
+                       text=True)  # a routing-table query: sends nothing
+    words = r.stdout.split()
+    if r.returncode == 0 and "src" in words:
+        addrs.append(words[words.index("src") + 1])
+    return addrs
+
+
+def test_hairpin_to_published_ports_through_host_addresses(daemon):
+    port, port2 = free_port(), free_port()
+    run(daemon, "run", "-d", "--name", "hp", "-p", f"{port}:80", "busybox", "sh", "-c", WEB)
+    gateway = inspect_container(daemon, "hp")["NetworkSettings"]["Gateway"]
+    run(daemon, "network", "create", "hpnet")
+    try:
+        run(daemon, "run", "-d", "--name", "hp2", "--network", "hpnet", "-p", f"{port2}:80",
+            "busybox", "sh", "-c", WEB)
+        run(daemon, "run", "-d", "--name", "hpn", "busybox", "sleep", "60")
+        assert http_get("127.0.0.1", port)
+        get = "timeout 5 wget -q -O- http://{}:{}/"  # (busybox's -T crashes on expiry)
+        for addr in _host_addresses(gateway):
+            # itself (DNAT back out of the port it came in by), a neighbour on its bridge,
+            # and a container of a user network reaching its own port
+            assert in_container(daemon, "hp", get.format(addr, port)).startswith("hello-")
+            assert in_container(daemon, "hpn", get.format(addr, port)).startswith("hello-")
+            assert in_container(daemon, "hp2", get.format(addr, port2)).startswith("hello-")
+        veths = endpoint_veths(daemon)
+        assert len(veths) == 3 and all(
+            open(f"/sys/class/net/{v}/brport/hairpin_mode").read().strip() == "1"
+            for v in veths)
+    finally:
+        run(daemon, "rm", "-f", "hp", "hp2", "hpn", check=False)
+        run(daemon, "network", "rm", "hpnet", check=False)
+    assert_clean(daemon)
+
+
 def test_publish_all_and_docker_port(daemon):
     run(daemon, "run", "-d", "--name", "pall", "-P", "--expose", "80", "--expose", "53/udp",
         "busybox", "sh", "-c", WEB)

@@ -200,7 +200,9 @@ def test_firewall_render_is_complete():
     assert "10.2.0.0/24" not in s  # internal: no masquerade
     assert 'iifname "bra" oifname { "brb" } drop' in s
     assert 'iifname "brb" oifname != "brb" drop' in s
-    assert 'iifname != "bra" meta l4proto tcp th dport 8080 dnat to 10.1.0.2:80' in s
+    assert '\t\tmeta l4proto tcp th dport 8080 dnat to 10.1.0.2:80' in s
+    assert 'iifname "bra" oifname "bra" ct status dnat masquerade' in s  # hairpin
+    assert "ip saddr 10.1.0.2 ip daddr 10.1.0.2 meta l4proto tcp th dport 80 masquerade" in s
     assert 'oifname "bra" ip saddr 127.0.0.0/8 masquerade' in s
     with pytest.raises(InvalidParameter):
         render("bad name", [], [])

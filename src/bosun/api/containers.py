@@ -17,9 +17,14 @@ def register(router, engine) -> None:
         if not isinstance(body, dict):
             raise InvalidParameter("invalid JSON: the body must be an object")
         hc = body.get("Healthcheck")
-        if isinstance(hc, dict) and req.version is not None and (
-                version_key(req.version) < version_key("1.44")):
-            hc.pop("StartInterval", None)  # an API 1.44 field: older clients' is ignored
+        if req.version is not None and version_key(req.version) < version_key("1.44"):
+            if isinstance(hc, dict):
+                hc.pop("StartInterval", None)  # an API 1.44 field: older clients' is ignored
+            eps = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") \
+                if isinstance(body.get("NetworkingConfig"), dict) else None
+            if isinstance(eps, dict) and len(eps) > 1:  # several networks at create: 1.44
+                raise InvalidParameter("Container cannot be connected to network endpoints: "
+                                       + ", ".join(eps))
         return Response(201, engine.create_container(body, req.q("name") or None,
                                                      req.q("platform") or None))
 

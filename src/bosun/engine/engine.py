@@ -73,6 +73,7 @@ class Engine:
         self.execs: dict = {}
         self._networks = None
         self._volumes = None
+        self._dns = None
         from bosun.engine.monitor import Monitor
 
         self.monitor = Monitor(self)
@@ -124,6 +125,22 @@ class Engine:
                     self._volumes = Volumes(os.path.join(self.data_root, "volumes"))
         return self._volumes
 
+    @property
+    def dns(self):
+        """The embedded DNS server (bosun.network.dns), started on first use."""
+        if self._dns is None:
+            with self.lock:
+                if self._dns is None:
+                    from bosun.network import netlink
+                    from bosun.network.dns import DnsServer, NameTable
+
+                    self._dns = DnsServer(NameTable(), in_netns=netlink.in_netns)
+        return self._dns
+
+    @property
+    def has_dns(self) -> bool:
+        return self._dns is not None
+
     # -- life -------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -154,6 +171,8 @@ class Engine:
     def close(self) -> None:
         """Stop serving; running containers keep running (their shims outlive us)."""
         self.monitor.stop()
+        if self._dns is not None:
+            self._dns.close()  # live-restored containers get their listeners back at start
         self.store.close()
         if self._volumes is not None:
             self._volumes.close()

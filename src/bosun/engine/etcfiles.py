@@ -36,12 +36,10 @@ def hosts(host_config: dict, extra_lines: list[str] = ()) -> str:
     return text
 
 
-def resolv_conf(host_config: dict) -> str:
-    """The host's resolv.conf with loopback nameservers dropped (unreachable from a network
-    namespace), Docker's public defaults if none is left, and the container's --dns* flags."""
-    host = _read("/etc/resolv.conf")
-    servers, search, options, other = [], [], [], []
-    for line in host.splitlines():
+def _host_resolv() -> tuple[list[str], list[str], list[str]]:
+    """The host's nameservers, search domains and options."""
+    servers, search, options = [], [], []
+    for line in _read("/etc/resolv.conf").splitlines():
         words = line.split()
         if not words or words[0].startswith(("#", ";")):
             continue
@@ -51,7 +49,23 @@ def resolv_conf(host_config: dict) -> str:
             search = words[1:]
         elif words[0] == "options":
             options = words[1:]
-    if host_config.get("NetworkMode") != "host":
+    return servers, search, options
+
+
+def nameservers(host_config: dict) -> list[str]:
+    """The embedded DNS's upstreams: --dns, else all the host's (it forwards from the host's
+    namespace, where loopback resolvers are reachable)."""
+    return list(host_config.get("Dns") or _host_resolv()[0])
+
+
+def resolv_conf(host_config: dict, internal_dns: bool = False) -> str:
+    """The host's resolv.conf with loopback nameservers dropped (unreachable from a network
+    namespace), Docker's public defaults if none is left, and the container's --dns* flags.
+    `internal_dns`: the embedded DNS's 127.0.0.11 instead, the real servers in a comment
+    (Docker's "ExtServers"), and ndots:0 unless set (Docker's, so that single-label
+    container names are not first tried with each search domain)."""
+    servers, search, options = _host_resolv()
+    if host_config.get("NetworkMode") != "host" and not internal_dns:
         servers = [s for s in servers if not (s.startswith("127.") or s == "::1")]
         if not servers:
             servers = list(_DEFAULT_DNS)
@@ -61,12 +75,27 @@ def resolv_conf(host_config: dict) -> str:
         search = list(host_config["DnsSearch"])
     if host_config.get("DnsOptions"):
         options = list(host_config["DnsOptions"])
+    if internal_dns:
+        upstream = servers
+        servers = ["127.0.0.11"]
+        if not any(o.startswith("ndots:") for o in options):
+            options = [*options, "ndots:0"]
     out = [f"nameserver {s}" for s in servers]
     if search and search != ["."]:
         out.append("search " + " ".join(search))
     if options:
         out.append("options " + " ".join(options))
-    return "\n".join(out + other) + "\n"
+    if internal_dns:
+        out += ["", f"# ExtServers: [{' '.join(upstream)}]"]
+    return "\n".join(out) + "\n"
+
+
+def rewrite(path: str, text: str) -> None:
+    """Replace a file a running container has bind-mounted: in place (same inode), as an
+    atomic rename would leave the container looking at the old file."""
+    with open(path, "r+") as f:
+        f.truncate(0)
+        f.write(text)
 
 
 def paths(directory: str) -> dict[str, str]:
@@ -77,7 +106,7 @@ def paths(directory: str) -> dict[str, str]:
 
 
 def write_all(directory: str, hostname: str, host_config: dict,
-              own_lines: list[str] = ()) -> dict[str, str]:
+              own_lines: list[str] = (), internal_dns: bool = False) -> dict[str, str]:
     """Write the three files into `directory` (at each start, as Docker rebuilds them then:
     edits made inside a container last until it restarts); return their paths. `own_lines`
     are the container's own addresses ("<ip>\t<hostname>") on its networks.
@@ -87,6 +116,6 @@ def write_all(directory: str, hostname: str, host_config: dict,
     out = paths(directory)
     atomic_write(out["HostnamePath"], f"{hostname}\n".encode(), 0o644, durable=False)
     atomic_write(out["HostsPath"], hosts(host_config, own_lines).encode(), 0o644, durable=False)
-    atomic_write(out["ResolvConfPath"], resolv_conf(host_config).encode(), 0o644,
+    atomic_write(out["ResolvConfPath"], resolv_conf(host_config, internal_dns).encode(), 0o644,
                  durable=False)
     return out

@@ -128,8 +128,10 @@ def attach(engine, c, name: str, path: str, fresh: bool = False) -> None:
         raise err from None
     settings = engine.networks.endpoint_settings(ep)
     settings["IPAMConfig"] = ipam or None
-    if ep.network_name != DEFAULT_NETWORK:  # the names the embedded DNS will answer to
-        settings["DNSNames"] = [c.name, *ep.aliases, c.id[:12]]
+    if ep.network_name != DEFAULT_NETWORK:  # the names the embedded DNS answers to
+        from bosun.engine.netdns import dns_names
+
+        settings["DNSNames"] = dns_names(c, ep.aliases)
     ns["Networks"].pop(name, None)
     ns["Networks"][ep.network_name] = settings
     if ep.network_name == DEFAULT_NETWORK:  # Docker's deprecated top-level copy
@@ -209,6 +211,10 @@ def teardown(engine, c) -> None:
     when already done); reset NetworkSettings to a stopped container's."""
     if not uses_bridge(c.doc["HostConfig"]):
         return
+    from bosun.engine import netdns
+
+    netdns.unregister(engine, c)  # first: its sockets would keep the namespace alive
+    c.meta.pop("dns", None)
     nets = engine.networks
     path = nets.netns_path(c.id)
     try:

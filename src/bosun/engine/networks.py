@@ -9,7 +9,7 @@ import hashlib
 import re
 import time
 
-from bosun.engine import netattach
+from bosun.engine import netattach, netdns
 from bosun.engine.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from bosun.engine.views import _matches
 from bosun.filters import labels_match
@@ -248,6 +248,7 @@ def connect(engine, ref: str, c, endpoint_config: dict) -> None:
                 del ns["Networks"][name]
                 del eps[name]
                 raise
+            netdns.refresh(engine, c)
         engine.save(c)
     engine.events.emit("network", "connect", item["Id"],
                        {"container": c.id, "name": name, "type": item["Driver"]})
@@ -287,6 +288,8 @@ def disconnect(engine, ref: str, container: str, force: bool) -> None:
                 ns["Ports"] = {k: None for k in ns.get("Ports") or {}}
         del ns["Networks"][name]
         ((c.meta.get("networking") or {}).get("EndpointsConfig") or {}).pop(name, None)
+        if c.running and ns.get("SandboxKey"):
+            netdns.refresh(engine, c)
         engine.save(c)
     engine.events.emit("network", "disconnect", item["Id"],
                        {"container": c.id, "name": name, "type": item["Driver"]})

@@ -68,14 +68,18 @@ def restore(engine) -> None:
     from bosun.engine.netattach import reconcile
 
     # Before any start below: reconcile removes endpoints of containers not in this set.
-    live = {c.id for c in engine.all() if c.running or c.status == PAUSED}
-    reconcile(engine, live)
+    live = [c for c in engine.all() if c.running or c.status == PAUSED]
+    live_ids = {c.id for c in live}
+    reconcile(engine, live_ids)
     if os.path.isdir(os.path.join(engine.data_root, "volumes")):  # else nothing to reconcile
         from bosun.engine.volumes import clear_staging
 
         clear_staging(engine)
-        for line in engine.volumes.reconcile({c.id for c in engine.all()}, live):
+        for line in engine.volumes.reconcile({c.id for c in engine.all()}, live_ids):
             log.info("volumes: %s", line)
+    from bosun.engine import netdns
+
+    netdns.restore(engine, live)
     if to_start:
         threading.Thread(target=_start_all, args=(engine, to_start), daemon=True).start()
 

@@ -9,12 +9,14 @@ system interpreter only, not a venv).
 
 Chains (one hook each):
   prerouting / output (nat)  published ports: DNAT to the container for local destination
-                             addresses; output covers connections made on the host itself,
+                             addresses, containers' traffic included (hairpin); output
+                             covers connections made on the host itself,
                              127.0.0.1 included (the bridge has route_localnet=1).
   postrouting (nat)          masquerade a non-internal network's traffic leaving through any
                              other interface; and loopback-sourced traffic entering a bridge
                              (127.0.0.1:port → container), which the container could not
-                             answer otherwise.
+                             answer otherwise; and hairpin traffic (a container to a
+                             published port through a host address) back into its bridge.
   forward (filter)           isolation between bosun bridges; internal networks stay on
                              their bridge; replies and DNATed (published) connections in;
                              anything else into a bridge dropped, as Docker ≥ 28 does.
@@ -72,21 +74,29 @@ def _q(ifname: str) -> str:
 def render(table: str, bridges: Sequence[BridgeRules], ports: Sequence[PortRule]) -> str:
     """The nft script that replaces `table ip <table>` with the rules for this state."""
     t = check_table(table)
-    pre, out, post, fwd = [], [], [], []
+    pre, out, post, fwd, self_hairpin = [], [], [], [], []
     for p in ports:
         dst = "" if p.host_ip == IPv4Address("0.0.0.0") else f"ip daddr {p.host_ip} "
         match = f"{dst}meta l4proto {p.proto} th dport {p.host_port}"
         to = f"dnat to {p.container_ip}:{p.container_port}"
-        # From the container's own bridge the DNAT would hairpin back out the same port
-        # (Docker leaves that to its userland proxy): only traffic from elsewhere.
-        pre.append(f"iifname != {_q(p.bridge)} {match} {to}")
+        # From containers too (hairpin: a container reaching its own, or a neighbour's,
+        # published port through a host address), as Docker without its userland proxy.
+        pre.append(f"{match} {to}")
         out.append(f"{match} {to}")
+        # A container reaching itself so: as the host, or it would answer itself directly
+        # (Docker's rule; with br_netfilter such frames are bridged, where no interface
+        # names are known, hence addresses only).
+        self_hairpin.append(f"ip saddr {p.container_ip} ip daddr {p.container_ip} "
+                            f"meta l4proto {p.proto} th dport {p.container_port} masquerade")
     names = [b.bridge for b in bridges]
     for b in bridges:
         br = _q(b.bridge)
         if b.masquerade:
             post.append(f"ip saddr {b.subnet} oifname != {br} masquerade")
         post.append(f"oifname {br} ip saddr 127.0.0.0/8 masquerade")
+        # Hairpin, routed (no br_netfilter): DNATed back into the bridge it came from, the
+        # target would answer its neighbour directly, bypassing the reverse NAT.
+        post.append(f"iifname {br} oifname {br} ct status dnat masquerade")
         others = [_q(n) for n in names if n != b.bridge]
         if others:
             fwd.append(f"iifname {br} oifname {{ {', '.join(others)} }} drop")
@@ -118,7 +128,7 @@ def render(table: str, bridges: Sequence[BridgeRules], ports: Sequence[PortRule]
                 ["fib daddr type local jump publish_out"] if out else [])
         + "".join(f"\tchain {name} {{\n" + "".join(f"\t\t{r}\n" for r in rules) + "\t}\n"
                   for name, rules in (("publish_pre", pre), ("publish_out", out)) if rules)
-        + chain("postrouting", "type nat hook postrouting priority 100", post)
+        + chain("postrouting", "type nat hook postrouting priority 100", self_hairpin + post)
         + chain("forward", "type filter hook forward priority 0", fwd)
         + "}\n"
     )

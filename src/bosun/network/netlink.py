@@ -63,14 +63,21 @@ def _enter(netns_path: str) -> None:
         os.close(fd)
 
 
+def in_netns(netns_path: str, fn: Callable[[], T]) -> T:
+    """`fn()` run by a thread inside the namespace mounted at `netns_path`: sockets it makes
+    belong to that namespace, whichever thread uses them afterwards."""
+    def run() -> T:
+        _enter(netns_path)
+        return fn()
+
+    return _in_thread(run)
+
+
 @contextmanager
 def _netns(netns_path: str) -> Iterator[IPRoute]:
     """An rtnetlink handle inside the namespace mounted at `netns_path`."""
-    def open_socket() -> socket.socket:
-        _enter(netns_path)
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-
-    sock = _in_thread(open_socket)
+    sock = in_netns(netns_path, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM,
+                                                      NETLINK_ROUTE))
     with IPRoute(fileno=sock.detach()) as ipr:
         yield ipr
 
@@ -98,12 +105,11 @@ def set_netns_sysctls(netns_path: str, values: dict[str, str]) -> None:
     """Write net.* sysctls inside a namespace: /proc/sys/net shows the namespace of the
     thread that opens it, so a thread that entered it does the writes."""
     def write() -> None:
-        _enter(netns_path)
         for key, value in values.items():
             set_sysctl(key.replace(".", "/"), value)
 
     if values:
-        _in_thread(write)
+        in_netns(netns_path, write)
 
 
 def enable_ip_forward() -> None:
@@ -194,6 +200,7 @@ def create_endpoint(*, host_veth: str, bridge: str, netns_path: str, ifname: str
                  peer={"ifname": ifname, "net_ns_fd": netns_path, "address": mac, "mtu": mtu})
         try:
             ipr.link("set", index=_index(ipr, host_veth), ifalias=alias)
+            set_hairpin(host_veth)
             with _netns(netns_path) as ns:
                 lo = _index(ns, "lo")
                 ns.link("set", index=lo, state="up")
@@ -218,6 +225,14 @@ def plug(host_veth: str, bridge: str) -> None:
         if ipr.get_links(idx)[0].get("master") != br:
             ipr.link("set", index=idx, master=br)
         ipr.link("set", index=idx, state="up")
+    set_hairpin(host_veth)
+
+
+def set_hairpin(host_veth: str) -> None:
+    """Let the bridge send a frame back out of the port it came in by: a container reaching
+    its own published port through a host address (DNAT back to itself) needs it."""
+    with open(f"/sys/class/net/{host_veth}/brport/hairpin_mode", "w") as f:
+        f.write("1")
 
 
 def netns_links(netns_path: str) -> list[str]:

@@ -51,7 +51,7 @@ def create(engine, body: dict, name: str | None, platform: str | None = None) ->
     config["Image"] = image
     host_config = normalize_host_config(body.get("HostConfig"), cgroups_v2=_cgroup_v2(),
                                         network_name=lambda ref: _network_name(engine, ref))
-    networking = _networking_config(body.get("NetworkingConfig"), host_config)
+    networking = _networking_config(engine, body.get("NetworkingConfig"), host_config)
     _fill_defaults(engine, host_config)
 
     cid = engine.new_id()
@@ -182,21 +182,29 @@ def _network_name(engine, ref: str) -> str | None:
         return None
 
 
-def _networking_config(nc: dict | None, hc: dict) -> dict:
+def _networking_config(engine, nc: dict | None, hc: dict) -> dict:
     """NetworkingConfig, checked as Docker checks it at create: static addresses and aliases
-    only on user-defined networks; its entry for the mode's network keyed by that name."""
+    only on user-defined networks. One entry is the mode's network's, however it is keyed
+    (id, prefix, "default"); several (API >= 1.44; the API layer refuses them before) are
+    keyed by network, all attached at start, the mode's network first."""
     if nc is not None and not isinstance(nc, dict):
         raise InvalidParameter("invalid NetworkingConfig")
-    eps = dict((nc or {}).get("EndpointsConfig") or {})
+    given = dict((nc or {}).get("EndpointsConfig") or {})
     mode = hc["NetworkMode"]
-    if len(eps) > 1:  # Docker < 1.44 semantics for a create: one network, the mode's
-        raise InvalidParameter("Container cannot be connected to network endpoints: "
-                               + ", ".join(eps))
-    for key, conf in list(eps.items()):
+    eps: dict[str, dict] = {}
+    for key, conf in given.items():
         conf = conf or {}
-        # Given by id, prefix or as "default": stored under the mode's network name.
-        eps = {mode: conf}
-        if mode in BUILTIN_NET or mode.startswith("container:"):
+        if not isinstance(conf, dict):
+            raise InvalidParameter(f"invalid EndpointsConfig for network {key}")
+        name = mode
+        if len(given) > 1:
+            name = key if key in BUILTIN_NET else _network_name(engine, key)
+            if name is None:
+                raise NotFound(f"network {key} not found")
+            if name != mode and not _joinable(mode, name):
+                raise InvalidParameter("Container cannot be connected to network endpoints: "
+                                       + ", ".join(given))
+        if name in BUILTIN_NET or name.startswith("container:"):
             ipam = conf.get("IPAMConfig") or {}
             if ipam.get("IPv4Address") or ipam.get("IPv6Address"):
                 raise InvalidParameter("user specified IP address is supported on user "
@@ -204,7 +212,16 @@ def _networking_config(nc: dict | None, hc: dict) -> dict:
             if conf.get("Aliases"):
                 raise InvalidParameter("network-scoped alias is supported only for "
                                        "containers in user defined networks")
+        eps[name] = conf
+    if mode in eps:
+        eps = {mode: eps.pop(mode), **eps}
     return {"EndpointsConfig": eps} if eps else {}
+
+
+def _joinable(mode: str, name: str) -> bool:
+    """Whether a container of network mode `mode` may also be on network `name`."""
+    return mode not in ("host", "none") and not mode.startswith("container:") and \
+        name not in ("host", "none")
 
 
 def _network_settings(hc: dict, networking: dict) -> dict:
@@ -213,8 +230,10 @@ def _network_settings(hc: dict, networking: dict) -> dict:
     mode = hc.get("NetworkMode") or "bridge"
     networks = {}
     if not mode.startswith("container:"):
-        conf = (networking.get("EndpointsConfig") or {}).get(mode) or {}
-        networks[mode] = empty_endpoint(conf.get("IPAMConfig"), conf.get("Aliases"))
+        eps = networking.get("EndpointsConfig") or {}
+        for name in dict.fromkeys([mode, *eps]):
+            conf = eps.get(name) or {}
+            networks[name] = empty_endpoint(conf.get("IPAMConfig"), conf.get("Aliases"))
     return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
             "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",

@@ -28,4 +28,9 @@ def rename(engine, c, new_name: str) -> None:
             raise
         del engine.names[old]
         engine.names[new] = c.id
+        if c.running and c.doc["NetworkSettings"].get("SandboxKey"):
+            from bosun.engine import netdns
+
+            netdns.register(engine, c)  # answers to its new name, no longer the old
+            engine.save(c)  # its DNSNames
     engine.emit(c, "rename", oldName="/" + old)

@@ -93,11 +93,15 @@ def _oci_error(msg: str) -> str:
 def _launch(engine, c) -> tuple[int, int]:
     rootfs = engine.images.snapshots.mount_container(c.id, c.meta["chain"])
     c.meta["rootfs"] = rootfs
-    from bosun.engine import etcfiles, netattach
+    from bosun.engine import etcfiles, netattach, netdns
 
     netns = netattach.setup(engine, c)
+    c.meta["dns"] = netdns.wants_resolver(c)
+    if netns:
+        netdns.register(engine, c)  # listening before the process can ask
     etcfiles.write_all(engine.container_dir(c.id), c.doc["Config"].get("Hostname") or "",
-                       c.doc["HostConfig"], netattach.hosts_lines(c))
+                       c.doc["HostConfig"], netdns.etc_hosts_lines(engine, c),
+                       c.meta["dns"] or netdns.shares_resolver(engine, c))
     from bosun.engine import volumes
 
     held = volumes.acquire(engine, c, rootfs)
