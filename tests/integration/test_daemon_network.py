@@ -137,6 +137,37 @@ def test_default_bridge_gives_eth0_route_gateway_and_hosts_line(daemon):
     assert [m["Name"] for m in members.values()] == ["b1"]
 
 
+def test_add_host_host_gateway_is_the_bridge_gateway(daemon):
+    gateway = net_inspect(daemon, "bridge")["IPAM"]["Config"][0]["Gateway"]
+    text = out(daemon, "run", "--rm", "--add-host", "gw:host-gateway", "--add-host",
+               "other:10.9.9.9", "busybox", "cat", "/etc/hosts")
+    lines = text.splitlines()
+    assert f"{gateway}\tgw" in lines and "10.9.9.9\tother" in lines
+    # and it is the host: a server on the gateway address answers by that name
+    import threading
+
+    srv = socket.create_server((gateway, 0))
+    srv.settimeout(30)
+    got = []
+
+    def serve() -> None:
+        try:
+            conn, _ = srv.accept()
+            with conn:
+                conn.sendall(b"hello from the host\n")
+        except OSError as e:
+            got.append(e)
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        text = out(daemon, "run", "--rm", "--add-host", "hostbox:host-gateway", "busybox",
+                   "nc", "hostbox", str(srv.getsockname()[1]))
+    finally:
+        t.join(30)
+        srv.close()
+    assert text == "hello from the host" and not got
+
+
 def test_none_and_host_modes_unchanged(daemon):
     assert out(daemon, "run", "--rm", "--network", "none", "busybox",
                "ls", "/sys/class/net") == "lo"

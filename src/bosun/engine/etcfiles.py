@@ -24,13 +24,23 @@ def _read(path: str) -> str:
         return ""
 
 
-def hosts(host_config: dict, extra_lines: list[str] = ()) -> str:
+HOST_GATEWAY = "host-gateway"  # --add-host NAME:host-gateway: the host, as seen from bridges
+
+
+def hosts(host_config: dict, extra_lines: list[str] = (), host_gateway: str | None = None
+          ) -> str:
     if host_config.get("NetworkMode") == "host":
         text = _read("/etc/hosts") or _HOSTS_BASE
     else:
         text = _HOSTS_BASE + "".join(f"{line}\n" for line in extra_lines)
     for entry in host_config.get("ExtraHosts") or ():
         name, sep, addr = entry.partition(":")
+        if not sep:  # API 1.44+ clients may send NAME=ADDR
+            name, sep, addr = entry.partition("=")
+        if addr == HOST_GATEWAY:
+            if not host_gateway:
+                raise ValueError("unable to derive the IP value for host-gateway")
+            addr = host_gateway
         if sep and addr:
             text += f"{addr}\t{name}\n"
     return text
@@ -106,16 +116,19 @@ def paths(directory: str) -> dict[str, str]:
 
 
 def write_all(directory: str, hostname: str, host_config: dict,
-              own_lines: list[str] = (), internal_dns: bool = False) -> dict[str, str]:
+              own_lines: list[str] = (), internal_dns: bool = False,
+              host_gateway: str | None = None) -> dict[str, str]:
     """Write the three files into `directory` (at each start, as Docker rebuilds them then:
     edits made inside a container last until it restarts); return their paths. `own_lines`
-    are the container's own addresses ("<ip>\t<hostname>") on its networks.
+    are the container's own addresses ("<ip>\t<hostname>") on its networks; host_gateway
+    the address `host-gateway` stands for (the default bridge's gateway, as Docker's).
 
     Atomic but not fsync'd: they are derived from the container's record and rewritten by
     the next start, so a crash cannot lose anything that start would not rebuild."""
     out = paths(directory)
     atomic_write(out["HostnamePath"], f"{hostname}\n".encode(), 0o644, durable=False)
-    atomic_write(out["HostsPath"], hosts(host_config, own_lines).encode(), 0o644, durable=False)
+    atomic_write(out["HostsPath"], hosts(host_config, own_lines, host_gateway).encode(), 0o644,
+                 durable=False)
     atomic_write(out["ResolvConfPath"], resolv_conf(host_config, internal_dns).encode(), 0o644,
                  durable=False)
     return out

@@ -252,6 +252,15 @@ def _netns_in_use(path: str) -> bool:
     return False
 
 
+def host_gateway(engine) -> str | None:
+    """What `--add-host NAME:host-gateway` stands for: the default bridge's gateway (Docker's
+    default host-gateway-ip), None when there is no default bridge."""
+    try:
+        return str(engine.networks.get("bridge").gateway)
+    except Exception:  # noqa: BLE001  (no bridge network: --bridge none)
+        return None
+
+
 def hosts_lines(c) -> list[str]:
     """/etc/hosts lines for the container's own addresses (Docker's "<ip>\\t<hostname>")."""
     cfg = c.doc["Config"]

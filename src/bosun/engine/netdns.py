@@ -123,10 +123,13 @@ def refresh(engine, c) -> None:
         log.error("%s: %s", c.id[:12], e)
     hc = c.doc["HostConfig"]
     try:
-        etcfiles.rewrite(c.doc["HostsPath"], etcfiles.hosts(hc, etc_hosts_lines(engine, c)))
+        from bosun.engine.netattach import host_gateway
+
+        etcfiles.rewrite(c.doc["HostsPath"], etcfiles.hosts(hc, etc_hosts_lines(engine, c),
+                                                            host_gateway(engine)))
         if newly:
             etcfiles.rewrite(c.doc["ResolvConfPath"], etcfiles.resolv_conf(hc, True))
-    except OSError as e:
+    except (OSError, ValueError) as e:
         log.warning("/etc files of %s: %s", c.id[:12], e)
 
 

@@ -99,9 +99,12 @@ def _launch(engine, c) -> tuple[int, int]:
     c.meta["dns"] = netdns.wants_resolver(c)
     if netns:
         netdns.register(engine, c)  # listening before the process can ask
+    gateway = netattach.host_gateway(engine) if _wants_host_gateway(c) else None
+    if _wants_host_gateway(c) and not gateway:
+        raise InvalidParameter("unable to derive the IP value for host-gateway")
     etcfiles.write_all(engine.container_dir(c.id), c.doc["Config"].get("Hostname") or "",
                        c.doc["HostConfig"], netdns.etc_hosts_lines(engine, c),
-                       c.meta["dns"] or netdns.shares_resolver(engine, c))
+                       c.meta["dns"] or netdns.shares_resolver(engine, c), gateway)
     from bosun.engine import volumes
 
     held = volumes.acquire(engine, c, rootfs)
@@ -109,6 +112,13 @@ def _launch(engine, c) -> tuple[int, int]:
         return _create_and_start(engine, c, _spec(engine, c, rootfs, netns, held.mounts))
     finally:
         held.close()  # the runtime has bind-mounted the subpaths (or failed)
+
+
+def _wants_host_gateway(c) -> bool:
+    from bosun.engine.etcfiles import HOST_GATEWAY
+
+    return any(e.endswith((":" + HOST_GATEWAY, "=" + HOST_GATEWAY))
+               for e in c.doc["HostConfig"].get("ExtraHosts") or ())
 
 
 def _create_and_start(engine, c, spec: dict) -> tuple[int, int]:
