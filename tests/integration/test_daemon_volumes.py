@@ -188,6 +188,17 @@ def test_subpath_and_its_safety(daemon, clean_volumes):
                "busybox", "cat", "/m/f") == "in-b\n"
     assert run(daemon, "run", "--rm", "--mount", "type=volume,src=sp,dst=/m,"
                "volume-subpath=inside", "busybox", "cat", "/m/f") == "in-b\n"
+    # docker cp sees the subpath at the destination too, both ways
+    cid = run(daemon, "create", "--mount", "type=volume,src=sp,dst=/m,volume-subpath=a/b",
+              "busybox", "true").strip()
+    listing = subprocess.run(["tar", "-t"], input=daemon.docker("cp", f"{cid}:/m", "-").stdout,
+                             capture_output=True, check=True).stdout.decode().split()
+    assert sorted(listing) == ["m/", "m/f"]
+    tar = subprocess.run(["tar", "-c", "-C", "/etc", "hostname"], capture_output=True,
+                         check=True).stdout
+    daemon.docker("cp", "-", f"{cid}:/m", input=tar)
+    assert run(daemon, "run", "--rm", "-v", "sp:/v", "busybox", "ls", "/v/a/b") == "f\nhostname\n"
+    run(daemon, "rm", cid)
     for bad in ("root", "up", "a/../../.."):
         err = fails(daemon, "run", "--rm", "--mount", f"type=volume,src=sp,dst=/m,"
                     f"volume-subpath={bad}", "busybox", "ls", "/m")
@@ -291,10 +302,17 @@ def test_bind_propagation_and_recursion(daemon, tmp_path):
         (src / "sub" / "mark").write_text("submount")
         cid = run(daemon, "run", "-d", "--mount",
                   f"type=bind,src={src},dst=/p,bind-propagation=rslave", "--mount",
-                  f"type=bind,src={src},dst=/nr,bind-nonrecursive", "busybox", "sleep",
-                  "300").strip()
+                  f"type=bind,src={src},dst=/nr,bind-nonrecursive", "--mount",
+                  f"type=bind,src={src},dst=/ro,ro", "--mount",
+                  f"type=bind,src={src},dst=/rro,ro,bind-recursive=readonly,bind-propagation=rprivate",
+                  "busybox",
+                  "sleep", "300").strip()
         assert run(daemon, "exec", cid, "cat", "/p/sub/mark") == "submount"
         assert run(daemon, "exec", cid, "ls", "-A", "/nr/sub") == ""  # not recursive
+        # read-only: the bind itself; bind-recursive=readonly: its submounts too
+        probe = "touch {0}/x 2>&1 >/dev/null | grep -c Read-only; touch {0}/sub/x && echo rw"
+        assert run(daemon, "exec", cid, "sh", "-c", probe.format("/ro")) == "1\nrw\n"
+        assert run(daemon, "exec", cid, "sh", "-c", probe.format("/rro") + " || true") == "1\n"
         (src / "late").mkdir()
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "late", str(src / "late")],
                        check=True)

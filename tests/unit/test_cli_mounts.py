@@ -60,3 +60,17 @@ def test_healthcheck():
         healthcheck(opts(health_timeout="5"))
     with pytest.raises(ValueError, match="conflicts"):
         healthcheck(opts(no_healthcheck=True, health_cmd="true"))
+
+
+def test_relative_bind_sources_are_made_absolute(monkeypatch, tmp_path):
+    import os
+
+    from bosun.cli.run import CREATE_FLAGS, container_config
+
+    monkeypatch.chdir(tmp_path)
+    assert parse_mount("type=bind,src=./d,dst=/x")["Source"] == str(tmp_path / "d")
+    assert parse_mount("type=volume,src=name,dst=/x")["Source"] == "name"
+    opts = {f.name: f.default for f in CREATE_FLAGS}
+    opts.update(volume=["./data:/data:ro", "named:/n", "/abs:/a"], pull="missing")
+    binds = container_config(opts, ["busybox"], True)["HostConfig"]["Binds"]
+    assert binds == [f"{os.getcwd()}/data:/data:ro", "named:/n", "/abs:/a"]

@@ -107,9 +107,21 @@ def test_subpath_must_stay_local(sub, ok):
             check_mount(m)
 
 
-def test_recursive_read_only_is_refused_not_ignored():
+def test_recursive_read_only_rules_and_spec():
     from bosun.engine.createconfig import check_mount
+    from bosun.engine.ocispec import _mount_points
 
-    with pytest.raises(InvalidParameter, match="recursive read-only bind mounts"):
-        check_mount({"Type": "bind", "Source": "/", "Target": "/t", "ReadOnly": True,
-                     "BindOptions": {"ReadOnlyForceRecursive": True}})
+    base = {"Type": "bind", "Source": "/", "Target": "/t", "ReadOnly": True}
+    for bo, msg in (({"ReadOnlyForceRecursive": True, "NonRecursive": True}, "conflicts"),
+                    ({"ReadOnlyForceRecursive": True, "Propagation": "rslave"},
+                     "requires Propagation rprivate")):
+        with pytest.raises(InvalidParameter, match=msg):
+            check_mount(dict(base, BindOptions=bo))
+    with pytest.raises(InvalidParameter, match="option ReadOnlyForceRecursive requires ReadOnly"):
+        check_mount(dict(base, ReadOnly=False, BindOptions={"ReadOnlyForceRecursive": True}))
+    rro = dict(base, BindOptions={"ReadOnlyForceRecursive": True})
+    check_mount(rro)
+    binds, _ = _mount_points({"Mounts": [rro]}, [])
+    assert binds[0]["options"] == ["rbind", "ro", "rro", "rprivate"]
+    binds, _ = _mount_points({"Mounts": [base]}, [])
+    assert binds[0]["options"] == ["rbind", "ro", "rprivate"]

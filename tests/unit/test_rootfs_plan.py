@@ -68,6 +68,10 @@ class FakeKernel(K.Kernel):
     def umount2(self, target, flags=0):
         self._rec("umount2", where(target), flags)
 
+    def mount_setattr(self, dirfd, path, flags, attr_set, attr_clr):
+        self._rec("mount_setattr", where(f"/proc/self/fd/{dirfd}"), path, flags, attr_set,
+                  attr_clr)
+
     def pivot_root(self, new_root, put_old):
         self._rec("pivot_root", new_root, put_old)
 
@@ -95,7 +99,8 @@ def real_kernel_untouchable(monkeypatch):
     def refuse(*a, **kw):
         raise AssertionError("the real kernel was asked to mount/pivot")
 
-    for name in ("mount", "umount2", "pivot_root", "chroot", "mknod", "unshare", "setns"):
+    for name in ("mount", "umount2", "pivot_root", "chroot", "mknod", "unshare", "setns",
+                 "mount_setattr"):
         monkeypatch.setattr(K.LINUX, name, refuse)
 
 
@@ -478,9 +483,24 @@ def test_bind_mount_propagation(make, root, tmp_path):
 def test_unsupported_option_fails_before_mounting(make, root):
     r, k = make()
     with pytest.raises(RuntimeErr, match="not supported"):
-        r.mount_one({"destination": "/x", "type": "tmpfs", "options": ["rro"]})
+        r.mount_one({"destination": "/x", "type": "tmpfs", "options": ["idmap"]})
     assert k.calls == []
     assert not (root / "x").exists()
+
+
+def test_recursive_options_apply_to_the_whole_tree_after_mounting(make, root, tmp_path):
+    src = tmp_path / "tree"
+    src.mkdir()
+    r, k = make()
+    r.mount_one({"destination": "/t", "source": str(src),
+                 "options": ["rbind", "ro", "rro", "rnosuid", "rnoatime", "rrw", "rprivate"]})
+    target = str(root / "t")
+    assert [c[0] for c in k.calls] == ["mount", "mount", "mount_setattr", "mount"]
+    _, where_, path, flags, on, off = k.calls[2]
+    assert (where_, path) == (target, "") and flags == K.AT_EMPTY_PATH | K.AT_RECURSIVE
+    # the later rrw undoes rro; the atime field is cleared to set noatime
+    assert on == K.MOUNT_ATTR_NOSUID | K.MOUNT_ATTR_NOATIME
+    assert off == K.MOUNT_ATTR_RDONLY | K.MOUNT_ATTR__ATIME
 
 
 def test_mount_destination_through_escaping_symlink(make, root, tmp_path):

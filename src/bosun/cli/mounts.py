@@ -52,6 +52,10 @@ def parse_mount(spec: str) -> dict:
         if key == "type":
             m["Type"] = value.lower()
         elif simple:
+            if key in ("source", "src") and (value == "." or value.startswith("./")):
+                import os
+
+                value = os.path.abspath(value)  # docker's CLI resolves ./x against $PWD
             parts[simple[0]][simple[1]] = value
         elif flag:
             parts[flag[0]][flag[1]] = _bool(key, val)
@@ -84,6 +88,9 @@ def parse_mount(spec: str) -> dict:
         else:
             raise ValueError(f"unexpected key '{key}' in '{field}'")
     typ = m["Type"]
+    if bind.get("ReadOnlyForceRecursive") and bind.get("Propagation") != "rprivate":
+        raise ValueError("option 'bind-recursive=readonly' requires 'bind-propagation=rprivate'"
+                         " to be specified in conjunction")
     if not m.get("Target"):
         raise ValueError("target is required")
     for opts, kind, name in ((bind, "bind", "bind"), (volume, "volume", "volume"),

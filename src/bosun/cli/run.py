@@ -184,6 +184,9 @@ def container_config(opts: dict, args: list[str], detach: bool) -> dict:
     binds, volumes = [], {}
     for v in opts["volume"]:
         if ":" in v:
+            host, _, rest = v.partition(":")
+            if host.startswith("."):  # as docker's CLI: ./data is a bind of $PWD/data
+                v = os.path.abspath(host) + ":" + rest
             binds.append(v)
         else:
             volumes[v] = {}

@@ -457,11 +457,20 @@ def check_mount(m: dict) -> None:
             raise _mount_error(typ, f"invalid propagation mode: {prop}")
         if not src.startswith("/"):
             raise _mount_error(typ, f"invalid mount path: '{src}' mount path must be absolute")
-        if (m.get("BindOptions") or {}).get("ReadOnlyForceRecursive"):
-            # needs mount_setattr(AT_RECURSIVE), which bosun-runtime does not do yet: refuse
-            # rather than leave submounts writable
-            raise _mount_error(typ, "recursive read-only bind mounts (bind-recursive=readonly)"
-                                    " are not supported")
+        bo = m.get("BindOptions") or {}
+        for flag in ("ReadOnlyNonRecursive", "ReadOnlyForceRecursive"):
+            if bo.get(flag) and not m.get("ReadOnly"):
+                raise _mount_error(typ, f"option {flag} requires ReadOnly")
+        if bo.get("ReadOnlyForceRecursive"):  # rro: mount_setattr(AT_RECURSIVE) in the runtime
+            if bo.get("ReadOnlyNonRecursive"):
+                raise _mount_error(typ, "option ReadOnlyForceRecursive conflicts with "
+                                        "ReadOnlyNonRecursive")
+            if bo.get("NonRecursive"):
+                raise _mount_error(typ, "option ReadOnlyForceRecursive conflicts with "
+                                        "NonRecursive")
+            if bo.get("Propagation") not in (None, "", "rprivate"):
+                raise _mount_error(typ, "option ReadOnlyForceRecursive requires Propagation "
+                                        "rprivate")
         if not os.path.exists(src) and not (m.get("BindOptions") or {}).get("CreateMountpoint"):
             raise _mount_error(typ, f"bind source path does not exist: {src}")
     elif typ == "volume":

@@ -226,9 +226,12 @@ def _depth(m: dict) -> int:
 
 
 def _bind(dest: str, source: str, writable: bool, propagation: str = "",
-          recursive: bool = True) -> dict:
-    """WithMounts' bind: [r]bind, ro when read-only, then the propagation if any."""
+          recursive: bool = True, rro: bool = False) -> dict:
+    """WithMounts' bind: [r]bind, ro when read-only (rro: the submounts too), then the
+    propagation if any."""
     opts = ["rbind" if recursive else "bind"] + ([] if writable else ["ro"])
+    if rro and not writable:
+        opts.append("rro")
     return {"destination": dest, "type": "bind", "source": source,
             "options": opts + ([propagation] if propagation else [])}
 
@@ -268,7 +271,8 @@ def _mount_points(hc: dict, volumes: list[dict]) -> tuple[list[dict], list[dict]
             opts = m.get("BindOptions") or {}
             binds.append(_bind(dest, clean_path(m["Source"]), not m.get("ReadOnly"),
                                opts.get("Propagation") or "rprivate",
-                               recursive=not opts.get("NonRecursive")))
+                               recursive=not opts.get("NonRecursive"),
+                               rro=bool(opts.get("ReadOnlyForceRecursive"))))
     for dest, data in (hc.get("Tmpfs") or {}).items():
         tmpfs.append(_tmpfs(clean_path(dest), data or ""))
     return binds, tmpfs

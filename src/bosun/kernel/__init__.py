@@ -76,13 +76,27 @@ RESOLVE_IN_ROOT = 0x10
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "setns": 308, "openat2": 437,
                "keyctl": 250, "ioprio_set": 251, "sched_setattr": 314, "personality": 135,
-               "bpf": 321, "seccomp": 317},
+               "bpf": 321, "seccomp": 317, "mount_setattr": 442},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "setns": 268, "openat2": 437,
                 "keyctl": 219, "ioprio_set": 30, "sched_setattr": 274, "personality": 92,
-                "bpf": 280, "seccomp": 277},
+                "bpf": 280, "seccomp": 277, "mount_setattr": 442},
 }
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+# mount_setattr(2): attributes, and the flags that apply them to a whole mount tree
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70  # the atime field: clear it to set one of the three below
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
 
 # ioctls
 TIOCSCTTY = 0x540E
@@ -167,6 +181,16 @@ class Kernel:
             libc.syscall(self._nr["openat2"], dirfd, path.encode(), ctypes.byref(how),
                          ctypes.sizeof(how)),
             f"openat2 {path}", path)
+
+    def mount_setattr(self, dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int
+                      ) -> None:
+        """Change the attributes of a mount (and, with AT_RECURSIVE, of all below it)."""
+        libc = self._lib()
+        ctypes = self._ctypes
+        attr = (ctypes.c_uint64 * 4)(attr_set, attr_clr, 0, 0)  # struct mount_attr
+        self._check(libc.syscall(self._nr["mount_setattr"], dirfd, path.encode(), flags,
+                                 ctypes.byref(attr), ctypes.sizeof(attr)),
+                    f"mount_setattr {path}", path)
 
     def join_session_keyring(self, name: str) -> None:
         """keyctl(KEYCTL_JOIN_SESSION_KEYRING): a fresh session keyring, not the caller's."""

@@ -6,7 +6,7 @@ import os
 
 from bosun.kernel import caps
 from bosun.runtime import spec
-from bosun.runtime.rootfs import PROPAGATION, _FLAGS
+from bosun.runtime.rootfs import _FLAGS, _RECURSIVE, PROPAGATION
 
 
 def _seccomp() -> dict:
@@ -35,7 +35,7 @@ def features() -> dict:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": spec.OCI_VERSION,
         "hooks": list(spec.HOOK_KINDS),
-        "mountOptions": sorted(set(_FLAGS) | set(PROPAGATION)),
+        "mountOptions": sorted(set(_FLAGS) | set(PROPAGATION) | set(_RECURSIVE)),
         "linux": {
             "namespaces": list(spec.NAMESPACES),
             "capabilities": list(caps.NAMES),

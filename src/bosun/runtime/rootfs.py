@@ -38,10 +38,24 @@ PROPAGATION = {
     "slave": K.MS_SLAVE, "rslave": K.MS_SLAVE | K.MS_REC,
     "unbindable": K.MS_UNBINDABLE, "runbindable": K.MS_UNBINDABLE | K.MS_REC,
 }
-# Recursive attributes (mount_setattr) and idmapped mounts are not supported yet.
-_UNSUPPORTED = {"rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec",
-                "rnodiratime", "rdiratime", "rrelatime", "rnorelatime", "rnoatime", "ratime",
-                "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow", "idmap", "ridmap"}
+# The OCI spec's recursive options: mount_setattr(AT_RECURSIVE) on the mount and everything
+# below it. option -> (attributes to set, attributes to clear)
+_ATIME = K.MOUNT_ATTR__ATIME
+_RECURSIVE = {
+    "rro": (K.MOUNT_ATTR_RDONLY, 0), "rrw": (0, K.MOUNT_ATTR_RDONLY),
+    "rnosuid": (K.MOUNT_ATTR_NOSUID, 0), "rsuid": (0, K.MOUNT_ATTR_NOSUID),
+    "rnodev": (K.MOUNT_ATTR_NODEV, 0), "rdev": (0, K.MOUNT_ATTR_NODEV),
+    "rnoexec": (K.MOUNT_ATTR_NOEXEC, 0), "rexec": (0, K.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (K.MOUNT_ATTR_NODIRATIME, 0), "rdiratime": (0, K.MOUNT_ATTR_NODIRATIME),
+    # the atime mode is one field: set one value by clearing the whole field
+    "rrelatime": (K.MOUNT_ATTR_RELATIME, _ATIME), "rnorelatime": (K.MOUNT_ATTR_STRICTATIME, _ATIME),
+    "rnoatime": (K.MOUNT_ATTR_NOATIME, _ATIME), "ratime": (K.MOUNT_ATTR_RELATIME, _ATIME),
+    "rstrictatime": (K.MOUNT_ATTR_STRICTATIME, _ATIME),
+    "rnostrictatime": (K.MOUNT_ATTR_RELATIME, _ATIME),
+    "rnosymfollow": (K.MOUNT_ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, K.MOUNT_ATTR_NOSYMFOLLOW),
+}
+# idmapped mounts are not supported yet.
+_UNSUPPORTED = {"idmap", "ridmap"}
 # Flags that bind remounts must carry over, or the kernel refuses in a user namespace.
 _LOCKED = ((K.ST_RDONLY, K.MS_RDONLY), (K.ST_NOSUID, K.MS_NOSUID), (K.ST_NODEV, K.MS_NODEV),
            (K.ST_NOEXEC, K.MS_NOEXEC), (K.ST_NOATIME, K.MS_NOATIME),
@@ -49,10 +63,11 @@ _LOCKED = ((K.ST_RDONLY, K.MS_RDONLY), (K.ST_NOSUID, K.MS_NOSUID), (K.ST_NODEV, 
 
 
 class MountOptions:
-    __slots__ = ("flags", "propagation", "data", "bind")
+    __slots__ = ("flags", "propagation", "data", "bind", "rset", "rclr")
 
     def __init__(self, options) -> None:
         self.flags = 0
+        self.rset = self.rclr = 0  # recursive attributes (mount_setattr)
         self.propagation: list[int] = []
         data = []
         for opt in options or ():
@@ -61,6 +76,10 @@ class MountOptions:
                 self.flags = self.flags & ~flag if clear else self.flags | flag
             elif opt in PROPAGATION:
                 self.propagation.append(PROPAGATION[opt])
+            elif opt in _RECURSIVE:
+                on, off = _RECURSIVE[opt]
+                self.rset = (self.rset & ~off) | on
+                self.rclr = (self.rclr & ~on) | off
             elif opt in _UNSUPPORTED:
                 raise RuntimeErr(f"mount option {opt!r} is not supported")
             else:
@@ -220,6 +239,12 @@ class Rootfs:
                     self._remount_bind(dest, flags | K.MS_RDONLY)
         finally:
             os.close(fd)
+        if opts.rset or opts.rclr:
+            fd = self.open_in_root(dest)  # the new mount, with its submounts
+            try:
+                k.mount_setattr(fd, "", K.AT_EMPTY_PATH | K.AT_RECURSIVE, opts.rset, opts.rclr)
+            finally:
+                os.close(fd)
         for p in opts.propagation:
             fd = self.open_in_root(dest)
             try:

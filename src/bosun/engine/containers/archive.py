@@ -17,10 +17,10 @@ unpacker (bosun.image.layer), rooted at the destination directory (Docker chroot
 docker cp's rules on top: `.wh.` names are ordinary files, noOverwriteDirNonDir, and copyUIDGID.
 
 A stopped container's snapshot is mounted for the duration and unmounted afterwards, unless it
-was mounted already or the container started meanwhile. Not resolved: a volume's subpath (the
-walk sees the whole volume at the destination) and tmpfs mounts (as Docker, whose view gives
-each request an empty tmpfs) -- their paths fall through to the rootfs; extraction does not
-cross mount points below the destination directory.
+was mounted already or the container started meanwhile. A volume mounted with a subpath is
+walked from its subpath, opened beneath the volume (RESOLVE_BENEATH). Not resolved: tmpfs
+mounts (as Docker, whose view gives each request an empty tmpfs) -- their paths fall through
+to the rootfs; extraction does not cross mount points below the destination directory.
 """
 
 from __future__ import annotations
@@ -346,11 +346,24 @@ def container_fs(engine, c, *, mounts: bool = True) -> Iterator[ContainerFS]:
     try:
         fs = ContainerFS(path, container_mounts(c.doc) if mounts else ())
         try:
+            if mounts:
+                _open_subpaths(engine, c, fs)
             yield fs
         finally:
             fs.close()
     finally:
         _release_rootfs(engine, c, borrowed)
+
+
+def _open_subpaths(engine, c, fs: ContainerFS) -> None:
+    """A volume mounted with a subpath shows only that directory: its mount starts from the
+    subpath, opened beneath the volume as the start did (never a path string to follow)."""
+    for m in c.meta.get("mounts") or ():
+        if m.get("Type") == "volume" and m.get("Subpath") and m.get("Name"):
+            dest = tuple(_split(m.get("Destination") or ""))
+            if dest in fs._mount_fds or not any(x.dest == dest for x in fs.mounts):
+                continue
+            fs._mount_fds[dest] = engine.volumes.open_subpath(m["Name"], m["Subpath"])
 
 
 def _not_found(path: str, ref: str) -> NotFound:
