@@ -28,7 +28,7 @@ _KEYS = {
     "live-restore": (bool, True), "debug": (bool, False), "pidfile": (str, ""),
     "storage-driver": (str, ""), "tlsverify": (bool, False), "tlscacert": (str, ""),
     "tlscert": (str, ""), "tlskey": (str, ""), "group": (str, "bosun"),
-    "bridge": (str, "bosun0"), "bip": (str, ""),
+    "bridge": (str, "bosun0"), "bip": (str, ""), "default-address-pools": (list, []),
 }
 
 
@@ -58,6 +58,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tlskey")
     p.add_argument("-b", "--bridge", help="the Linux bridge of the default `bridge` network")
     p.add_argument("--bip", help="the default bridge's address and prefix (e.g. 172.30.0.1/16)")
+    p.add_argument("--default-address-pool", action="append", dest="address_pools",
+                   metavar="base=CIDR,size=N", help="where new networks' subnets come from")
     return p.parse_args(argv)
 
 
@@ -105,7 +107,24 @@ def settings(args: argparse.Namespace) -> dict:
                 raise ConfigError(f"invalid --log-opt {item!r}: expected key=value")
             opts[k] = v
         flags["log-opts"] = opts
+    if args.address_pools:
+        pools = []
+        for item in args.address_pools:
+            fields = dict(f.partition("=")[::2] for f in item.split(","))
+            if set(fields) != {"base", "size"}:
+                raise ConfigError(f"invalid --default-address-pool {item!r}: expected "
+                                  "base=CIDR,size=N")
+            pools.append(fields)
+        flags["default-address-pools"] = pools
     cfg.update({k: v for k, v in flags.items() if v is not None})
+    if cfg["default-address-pools"]:
+        from bosun.network.errors import InvalidParameter
+        from bosun.network.ipam import parse_pools
+
+        try:
+            parse_pools(cfg["default-address-pools"])
+        except InvalidParameter as e:
+            raise ConfigError(str(e)) from None
     if not cfg["hosts"]:
         cfg["hosts"] = [DEFAULT_SOCKET]
     return cfg
@@ -195,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         insecure_registries=cfg["insecure-registries"], log_driver=cfg["log-driver"],
         log_opts=cfg["log-opts"], default_ulimits=cfg["default-ulimits"],
         live_restore=cfg["live-restore"], debug=cfg["debug"],
-        storage_driver=cfg["storage-driver"] or None, bridge=cfg["bridge"], bip=cfg["bip"]),
+        storage_driver=cfg["storage-driver"] or None, bridge=cfg["bridge"], bip=cfg["bip"],
+        address_pools=cfg["default-address-pools"]),
         forkserver=forkserver)
     try:
         engine.start()

@@ -484,3 +484,24 @@ def test_twenty_containers_with_ports_leave_nothing(daemon):
     assert len(ips) == 20
     run(daemon, "rm", "-f", *names)
     assert_clean(daemon)
+
+
+def test_default_address_pools_give_the_subnets(tmp_path):
+    from bosun.testing.daemon import BosunDaemon
+
+    d = BosunDaemon(str(tmp_path / "pools"), extra_args=(
+        "--default-address-pool", "base=10.123.0.0/16,size=24"))
+    d.data_root.mkdir(parents=True)
+    d.start()
+    try:
+        assert net_inspect(d, "bridge")["IPAM"]["Config"][0]["Subnet"] == "10.123.0.0/24"
+        run(d, "network", "create", "pooled")
+        assert net_inspect(d, "pooled")["IPAM"]["Config"][0]["Subnet"] == "10.123.1.0/24"
+        run(d, "network", "rm", "pooled")
+    finally:
+        problems = d.teardown()
+    assert not problems, problems
+    bad = subprocess.run([sys.executable, "-m", "bosun.cli", "daemon", "--data-root",
+                          str(tmp_path / "bad"), "--default-address-pool",
+                          "base=10.1.0.0/16,size=8"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "invalid pools size: 8" in bad.stderr, bad.stderr

@@ -208,3 +208,17 @@ def test_firewall_render_is_complete():
         render("bad name", [], [])
     with pytest.raises(InvalidParameter):
         render("t", [BridgeRules('x" drop', IPv4Network("10.1.0.0/24"), 0, 1, 1)], [])
+
+
+def test_default_address_pools_are_cut_and_used_in_order():
+    pools = ipam.parse_pools([{"base": "10.123.0.0/16", "size": 24},
+                              {"base": "10.200.0.0/23", "size": "24"}])
+    assert pools[0] == IPv4Network("10.123.0.0/24") and len(pools) == 256 + 2
+    assert ipam.choose_subnet([IPv4Network("10.123.0.0/24")], None, pools) == \
+        IPv4Network("10.123.1.0/24")
+    with pytest.raises(ipam.AddressExhausted):
+        ipam.choose_subnet([IPv4Network("10.0.0.0/8")], None, pools)
+    for bad in ({"base": "10.1.0.0/16", "size": 8}, {"base": "10.1.0.0/16"},
+                {"base": "nope", "size": 24}, {"base": "10.1.0.0/16", "size": 31}):
+        with pytest.raises(ipam.InvalidParameter):
+            ipam.parse_pools([bad])

@@ -37,6 +37,7 @@ class EngineConfig:
     cgroup_parent: str = "/bosun"
     bridge: str = "bosun0"  # the `bridge` network's Linux bridge (dockerd's --bridge)
     bip: str = ""  # its gateway address/prefix, e.g. 172.30.0.1/16 (dockerd's --bip)
+    address_pools: list = field(default_factory=list)  # default-address-pools [{base, size}]
 
     @property
     def nft_table(self) -> str:
@@ -110,7 +111,8 @@ class Engine:
                     self._networks = Networks(
                         os.path.join(self.data_root, "network", "network.db"),
                         os.path.join(self.exec_root, "network"),
-                        table=self.config.nft_table, default_bridge=self.config.bridge)
+                        table=self.config.nft_table, default_bridge=self.config.bridge,
+                        address_pools=self.config.address_pools)
         return self._networks
 
     @property

@@ -23,6 +23,26 @@ def default_pools() -> Iterator[IPv4Network]:
     yield from IPv4Network("192.168.0.0/16").subnets(new_prefix=20)
 
 
+def parse_pools(specs: Iterable[dict]) -> list[IPv4Network]:
+    """Daemon config `default-address-pools` ([{"base": "10.10.0.0/16", "size": 24}, …]) as
+    the subnets new networks are taken from, in order."""
+    out: list[IPv4Network] = []
+    for spec in specs:
+        if not isinstance(spec, dict) or "base" not in spec or "size" not in spec:
+            raise InvalidParameter(f"invalid default address pool {spec!r}: it needs a base "
+                                   "and a size")
+        try:
+            base = IPv4Network(str(spec["base"]))
+            size = int(spec["size"])
+        except (ValueError, TypeError) as e:
+            raise InvalidParameter(f"invalid default address pool {spec!r}: {e}") from None
+        if not base.prefixlen <= size <= 30:
+            raise InvalidParameter(f"invalid pools size: {size} (the base {base} is /"
+                                   f"{base.prefixlen}; a size must be from there to 30)")
+        out.extend(base.subnets(new_prefix=size))
+    return out
+
+
 def choose_subnet(in_use: Iterable[IPv4Network], preferred: IPv4Network | None = None,
                   pools: Iterable[IPv4Network] | None = None) -> IPv4Network:
     """The first pool (`preferred` first) overlapping nothing in `in_use`: the host's routes

@@ -70,13 +70,15 @@ class Networks:
 
     def __init__(self, db_path: str, exec_root: str, *, table: str = "bosun",
                  owner: str | None = None, default_bridge: str = "bosun0",
-                 veth_prefix: str = "veth"):
+                 veth_prefix: str = "veth", address_pools: list[dict] | None = None):
         self.store = NetworkStore(db_path)
         self.exec_root = os.path.abspath(exec_root)
         self.table = firewall.check_table(table)
         self.owner = owner or table
         self.default_bridge = _check_ifname(default_bridge)
         self.veth_prefix = veth_prefix
+        # daemon config default-address-pools; None: Docker's built-in ones
+        self.pools = ipam.parse_pools(address_pools) if address_pools else None
         self._fw_lock = threading.Lock()
         os.makedirs(self.netns_dir, exist_ok=True)
 
@@ -92,8 +94,9 @@ class Networks:
     def ensure_default_network(self, subnet: str | None = None,
                                gateway: str | None = None) -> Network:
         """The `bridge` network on `default_bridge`: `subnet`/`gateway` when given (dockerd's
-        --bip), else 172.18.0.0/16 unless the host already routes it (then the next free
-        default pool). An existing one is kept as it is."""
+        --bip), else the first free one of the daemon's default-address-pools, or without
+        those 172.18.0.0/16 unless the host already routes it (then the next free default
+        pool). An existing one is kept as it is."""
         try:
             net = self.store.network(DEFAULT_NETWORK)
         except NotFound:
@@ -128,7 +131,8 @@ class Networks:
             subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
             options=options, labels=labels,
             host_routes=netlink.host_routes() if not subnet else (),
-            preferred=ipam.DEFAULT_BRIDGE_SUBNET if name == DEFAULT_NETWORK else None)
+            preferred=ipam.DEFAULT_BRIDGE_SUBNET if name == DEFAULT_NETWORK and self.pools is None
+            else None, pools=self.pools)
         try:
             netlink.enable_ip_forward()
             self._make_bridge(net)

@@ -232,9 +232,10 @@ class NetworkStore:
                     options: dict[str, str] | None = None, labels: dict[str, str] | None = None,
                     host_routes: Iterable[IPv4Network] = (),
                     preferred: IPv4Network | None = None,
-                    network_id: str | None = None) -> Network:
-        """Record a network. Without `subnet`, the first default pool (`preferred` first)
-        that overlaps neither `host_routes` nor another network. `bridge` may be a function
+                    network_id: str | None = None,
+                    pools: list[IPv4Network] | None = None) -> Network:
+        """Record a network. Without `subnet`, the first of `pools` (Docker's defaults when
+        None; `preferred` first) that overlaps neither `host_routes` nor another network. `bridge` may be a function
         of the new network's id (br-<12 hex>)."""
         if not name:
             raise InvalidParameter("network name is empty")
@@ -267,7 +268,7 @@ class NetworkStore:
                         raise Conflict(f"invalid pool request: Pool overlaps with other one "
                                        f"on this address space ({other})")
             else:
-                chosen = ipam.choose_subnet([*host_routes, *others], preferred)
+                chosen = ipam.choose_subnet([*host_routes, *others], preferred, pools)
                 pool = ipam.make_pool(str(chosen))
             c.execute("INSERT INTO networks VALUES (?,?,?,?,?,?,?,?,?,?,?,NULL)",
                       (net_id, name, driver, br, str(pool.subnet), str(pool.gateway),
