@@ -107,6 +107,9 @@ def test_named_volume_persists_read_only_and_inspect(daemon, clean_volumes):
                ).split("\n")[:3] == ["hello", "123:456", "touch: /data/g: Read-only file system"]
     path = vinspect(daemon, "keep")["Mountpoint"]
     assert open(os.path.join(path, "f")).read() == "hello\n"
+    # SELinux relabel flags are accepted (and a no-op on a host without SELinux)
+    assert run(daemon, "run", "--rm", "-v", "keep:/data:z,ro", "-v", f"{path}:/b:Z",
+               "busybox", "cat", "/data/f", "/b/f") == "hello\nhello\n"
     cid = run(daemon, "create", "-v", "keep:/data:ro", "--mount",
               "type=volume,dst=/anon", "-v", "/tmp:/host-tmp:rslave", "--mount",
               "type=tmpfs,dst=/t", "busybox", "true").strip()
