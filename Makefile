@@ -38,6 +38,7 @@ bench: install
 	$(PY) -m bosun.launcher >/dev/null  # pip just rewrote the fast launchers
 	$(PY) bench/runtime.py
 	$(PY) bench/engine.py
+	$(PY) bench/ps_floor.py
 	$(PY) bench/network.py
 	$(PY) bench/image.py
 	-$(PY) bench/cli.py  # exits 1 when over its target; the table shows it
