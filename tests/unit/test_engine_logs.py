@@ -252,16 +252,24 @@ def test_follow_survives_rotation(tmp_path):
     w = JsonLogWriter(str(path), max_size=one, max_file=2)
     done = threading.Event()
 
+    got: list[bytes] = []
+
     def produce():
         for i in range(8):
-            time.sleep(0.03)
+            # each write rotates: wait until the follower has the previous line, so that it
+            # meets one rotation at a time (two before it looks would drop a file, as Docker's
+            # follow would on a slow reader) and the test does not depend on the machine's load
+            deadline = time.monotonic() + 10
+            while len(got) < i and time.monotonic() < deadline:
+                time.sleep(0.002)
             w.write("stdout", f"msg-{i:02d}\n".encode())
         done.set()
 
     t = threading.Thread(target=produce)
     t.start()
-    got = [p for _, p in read_logs(str(path), follow=True,
-                                   running=lambda: not done.is_set(), poll=0.005)]
+    for _, p in read_logs(str(path), follow=True, running=lambda: not done.is_set(),
+                          poll=0.005):
+        got.append(p)
     t.join()
     w.close()
     assert got == [f"msg-{i:02d}\n".encode() for i in range(8)]
