@@ -74,3 +74,14 @@ def test_relative_bind_sources_are_made_absolute(monkeypatch, tmp_path):
     opts.update(volume=["./data:/data:ro", "named:/n", "/abs:/a"], pull="missing")
     binds = container_config(opts, ["busybox"], True)["HostConfig"]["Binds"]
     assert binds == [f"{os.getcwd()}/data:/data:ro", "named:/n", "/abs:/a"]
+
+
+def test_sizes_as_go_units():
+    from bosun.gosyntax import GoSyntaxError, human_size, ram_in_bytes
+
+    assert [ram_in_bytes(s) for s in ("100000", "64m", "1.5GiB", "10 k", "7b")] == \
+        [100000, 64 << 20, 3 << 29, 10 << 10, 7]
+    for bad in ("abc", "-5m", "1x", ""):
+        with pytest.raises(GoSyntaxError, match=f"invalid size: '{bad}'"):
+            ram_in_bytes(bad)
+    assert human_size(2155000) == "2.155MB" and human_size(1982411, 3) == "1.98MB"

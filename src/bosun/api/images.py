@@ -21,6 +21,7 @@ from typing import Any
 from bosun.api.http import MAX_API_VERSION, Response, Stream
 from bosun.engine import images as ops
 from bosun.engine.errors import InvalidParameter, NotImplementedErr
+from bosun.gosyntax import human_size
 from bosun.registry.auth import Credentials
 
 _SAVE_CHUNK = 256 << 10  # a save's tar goes out in pieces of about this size
@@ -68,18 +69,6 @@ def credentials_from(doc: Any) -> Credentials:
 
 
 # -- progress messages ------------------------------------------------------------------------
-
-_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
-
-
-def human_size(size: float) -> str:
-    """go-units' HumanSize: decimal units, four significant digits ("2.155MB")."""
-    i = 0
-    while size >= 1000 and i < len(_UNITS) - 1:
-        size /= 1000
-        i += 1
-    return f"{size:.4g}{_UNITS[i]}"
-
 
 def progress_bar(current: int, total: int) -> str:
     """jsonmessage's JSONProgress.String() as the daemon renders it (200 columns):

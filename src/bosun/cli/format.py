@@ -645,13 +645,10 @@ def human_duration(seconds: float) -> str:
 
 
 def human_size(size: float, precision: int = 3) -> str:
-    """go-units HumanSizeWithPrecision: decimal units, %.{precision}g."""
-    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
-    i = 0
-    while size >= 1000 and i < len(units) - 1:
-        size /= 1000
-        i += 1
-    return f"{size:.{precision}g}{units[i]}"
+    """go-units HumanSize with the docker CLI's precision (3) for its tables."""
+    from bosun.gosyntax import human_size as go_human_size
+
+    return go_human_size(size, precision)
 
 
 def bytes_size(size: float) -> str:

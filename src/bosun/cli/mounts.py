@@ -33,7 +33,7 @@ def parse_mount(spec: str) -> dict:
     """One --mount value as a HostConfig.Mounts entry."""
     import csv
 
-    from bosun.cli.run import ram_size
+    from bosun.gosyntax import ram_in_bytes
 
     fields = next(csv.reader([spec]), [])
     m: dict = {"Type": "volume"}
@@ -77,7 +77,7 @@ def parse_mount(spec: str) -> dict:
             volume.setdefault("DriverConfig", {}).setdefault("Options", {})[k] = v
         elif key == "tmpfs-size":
             try:
-                tmpfs["SizeBytes"] = ram_size(value)
+                tmpfs["SizeBytes"] = ram_in_bytes(value)
             except ValueError:
                 raise ValueError(f"invalid value for {key}: {value}") from None
         elif key == "tmpfs-mode":

@@ -83,22 +83,13 @@ RUN_FLAGS = CREATE_FLAGS + [
 ]
 
 
-def ram_size(value: str) -> int:
-    """go-units RAMInBytes: 512m, 1g, 1.5GiB, 100000 (binary multiples); ValueError if bad."""
-    v = value.strip().lower()
-    num = v.rstrip("bi").rstrip("kmgtp ") if v and v[-1] in "kmgtpbi" else v
-    unit = v[len(num):].strip()[:1]
-    try:
-        n = float(num)
-    except ValueError:
-        raise ValueError(f"invalid size: '{value}'") from None
-    return int(n * 1024 ** " kmgtp".index(unit or " "))
-
-
 def ram_in_bytes(value: str, flag: str) -> int:
+    """A size flag's value (go-units RAMInBytes: 512m, 1.5GiB, 100000)."""
+    from bosun.gosyntax import GoSyntaxError, ram_in_bytes as parse
+
     try:
-        return ram_size(value)
-    except ValueError as e:
+        return parse(value)
+    except GoSyntaxError as e:
         raise FlagValue(flag, value, str(e)) from None
 
 
