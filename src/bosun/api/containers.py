@@ -114,13 +114,13 @@ def register(router, engine) -> None:
 
     def attachable(req):
         """The container, or the HTTP error dockerd gives before it takes the connection."""
+        from bosun import detachkeys
         from bosun.engine.container import PAUSED, RESTARTING
-        from bosun.engine.shim import parse_detach_keys
 
         c = engine.get(req.path_params["id"])
         detach_keys = req.q("detachKeys") or None
         try:
-            parse_detach_keys(detach_keys)
+            detachkeys.parse(detach_keys)  # the syntax module, not the engine's shim
         except ValueError:
             raise InvalidParameter(f"Invalid detach keys ({detach_keys}) provided") from None
         if c.status == PAUSED:

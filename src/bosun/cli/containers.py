@@ -148,19 +148,24 @@ class PsRow:
             "Networks", "Ports", "RunningFor", "Size", "State", "Status")}
 
 
-def parse_filters(items: list[str], cmd: str) -> str | None:
-    """-f key=value … as the API's JSON filter map ({"key": {"value": true}})."""
-    if not items:
-        return None
-    from bosun import quickjson
-
+def parse_filters(items: list[str], cmd: str | None = None, extra: dict | None = None
+                  ) -> str | None:
+    """-f key=value … (and `extra` filters the command adds) as the API's JSON filter map
+    ({"key": {"value": true}}); None when there are none. `cmd` names the command in the
+    error's hint (docker's prune commands give none)."""
     out: dict = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq:
-            raise StatusError(125, f"bad format of filter (expected name=value)\n"
-                              f"See '{cmd} --help'.")
+            hint = f"\nSee '{cmd} --help'." if cmd else ""
+            raise StatusError(125, f"bad format of filter (expected name=value){hint}")
         out.setdefault(key.strip().lower(), {})[value] = True
+    for k, v in (extra or {}).items():
+        out.setdefault(k, {})[v] = True
+    if not out:
+        return None
+    from bosun import quickjson
+
     return quickjson.dumps(out)
 
 

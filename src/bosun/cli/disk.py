@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 
-from bosun.cli import StatusError
 from bosun.cli.flags import BOOL, LIST, STR, Flag, command
 from bosun.cli.format import choose, ellipsis, human_duration, human_size
 
@@ -95,14 +94,15 @@ def image_inspect(cli, opts, args) -> int:
     return inspect_each(cli, opts["format"], [f"/images/{path_of(n)}/json" for n in args])
 
 
-def inspect_each(cli, fmt: str | None, paths: list[str]) -> int:
-    """GET each path; print the documents as a JSON array or through the template."""
+def inspect_each(cli, fmt: str | None, paths: list[str], params: dict | None = None) -> int:
+    """GET each path; print the documents as a JSON array or through the template, and the
+    daemon's words for those it does not have."""
     from bosun.cli.http import APIError
 
     found, errors = [], []
     for path in paths:
         try:
-            found.append(cli.client.call("GET", path))
+            found.append(cli.client.call("GET", path, params))
         except APIError as e:
             if e.status != 404:
                 raise
@@ -126,17 +126,9 @@ def confirm(cli, warning: str) -> bool:
 
 
 def prune_filters(items: list[str], extra: dict | None = None) -> str | None:
-    from bosun import quickjson
+    from bosun.cli.containers import parse_filters
 
-    out: dict = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise StatusError(125, "bad format of filter (expected name=value)")
-        out.setdefault(key.strip().lower(), {})[value] = True
-    for k, v in (extra or {}).items():
-        out.setdefault(k, {})[v] = True
-    return quickjson.dumps(out) if out else None
+    return parse_filters(items, None, extra)
 
 
 def prune_containers(cli, filters: list[str]) -> tuple[int, str]:

@@ -35,6 +35,15 @@ class Usage(Exception):
                 f"{more} '{path} --help' for more information\n")
 
 
+def key_values(items: list[str]) -> dict[str, str]:
+    """Repeated KEY=VALUE flags (--label, --opt) as a map; a bare KEY has an empty value."""
+    out = {}
+    for item in items:
+        k, _, v = item.partition("=")
+        out[k] = v
+    return out
+
+
 class FlagValue(ValueError):
     """A flag's value docker's CLI refuses while parsing (a size, a mount, a duration): main()
     shows it as a Usage error of the command being run."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bosun.cli import StatusError
-from bosun.cli.flags import BOOL, LIST, STR, Flag, command
+from bosun.cli.flags import BOOL, LIST, STR, Flag, command, key_values
 
 COMMANDS: dict = {}
 
@@ -11,14 +11,6 @@ NETWORK_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 NETWORK_TITLES = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
                   "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
                   "CreatedAt": "CREATED AT"}
-
-
-def key_values(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        k, _, v = item.partition("=")
-        out[k] = v
-    return out
 
 
 def ipam_config(subnets: list[str], gateways: list[str], ranges: list[str]) -> list[dict]:
@@ -138,22 +130,11 @@ def network_ls(cli, opts, args) -> int:
              Flag("format", "f", STR, "Format output using a custom template"),
              Flag("verbose", "v", BOOL, "Verbose output for diagnostics")], nargs=(1, None))
 def network_inspect(cli, opts, args) -> int:
-    from bosun.cli.format import print_inspect
-    from bosun.cli.http import APIError, path_of
+    from bosun.cli.disk import inspect_each
+    from bosun.cli.http import path_of
 
-    found, missing = [], []
-    for name in args:
-        try:
-            found.append(cli.client.call("GET", f"/networks/{path_of(name)}",
-                                         {"verbose": opts["verbose"]}))
-        except APIError as e:
-            if e.status != 404:
-                raise
-            missing.append(str(e))  # docker shows the daemon's words, as image inspect
-    print_inspect(cli, found, opts["format"])
-    for message in missing:
-        cli.err(f"Error response from daemon: {message}\n")
-    return 1 if missing else 0
+    return inspect_each(cli, opts["format"], [f"/networks/{path_of(n)}" for n in args],
+                        {"verbose": opts["verbose"]})
 
 
 @command(COMMANDS, "network rm", "NETWORK [NETWORK...]", "Remove one or more networks", [

@@ -7,7 +7,7 @@ import os
 import sys
 
 from bosun.cli import StatusError
-from bosun.cli.flags import BOOL, FLOAT, INT, LIST, STR, Flag, FlagValue, command
+from bosun.cli.flags import BOOL, FLOAT, INT, LIST, STR, Flag, FlagValue, command, key_values
 
 COMMANDS: dict = {}
 
@@ -168,10 +168,7 @@ def container_config(opts: dict, args: list[str], detach: bool) -> dict:
                           "--detach")
     if not streams and not detach:
         streams = ["stdout", "stderr"] + (["stdin"] if opts["interactive"] else [])
-    labels = {}
-    for item in opts["label"]:
-        k, _, v = item.partition("=")
-        labels[k] = v
+    labels = key_values(opts["label"])
     binds, volumes = [], {}
     for v in opts["volume"]:
         if ":" in v:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from bosun.cli import StatusError
-from bosun.cli.flags import BOOL, LIST, STR, Flag, command
+from bosun.cli.flags import BOOL, LIST, STR, Flag, command, key_values
 
 COMMANDS: dict = {}
 LS_TABLE = "table {{.Driver}}\t{{.Name}}"
@@ -19,15 +19,12 @@ def vpath(name: str) -> str:
     return f"/volumes/{quote(name)}"
 
 
-def _pairs(items: list[str], what: str) -> dict[str, str]:
-    out = {}
+def _opts(items: list[str]) -> dict[str, str]:
     for item in items:
-        k, eq, v = item.partition("=")
-        if what == "opt" and not eq:
+        if "=" not in item:
             raise StatusError(125, f'invalid argument "{item}" for "-o, --opt" flag: invalid '
                                    "key value pair format")
-        out[k] = v
-    return out
+    return key_values(items)
 
 
 @command(COMMANDS, "volume create", "[OPTIONS] [VOLUME]", "Create a volume", [
@@ -40,7 +37,7 @@ def create(cli, opts, args) -> int:
         raise StatusError(1, "conflicting options: cannot specify a volume-name through both "
                              "--name and as a positional arg")
     body = {"Name": args[0] if args else opts["name"] or "", "Driver": opts["driver"],
-            "DriverOpts": _pairs(opts["opt"], "opt"), "Labels": _pairs(opts["label"], "label")}
+            "DriverOpts": _opts(opts["opt"]), "Labels": key_values(opts["label"])}
     v = cli.client.call("POST", "/volumes/create", body=body)
     cli.out(v["Name"] + "\n")
     return 0

@@ -99,9 +99,11 @@ def _launch(engine, c) -> tuple[int, int]:
     c.meta["dns"] = netdns.wants_resolver(c)
     if netns:
         netdns.register(engine, c)  # listening before the process can ask
-    gateway = netattach.host_gateway(engine) if _wants_host_gateway(c) else None
-    if _wants_host_gateway(c) and not gateway:
-        raise InvalidParameter("unable to derive the IP value for host-gateway")
+    gateway = None
+    if _wants_host_gateway(c):
+        gateway = netattach.host_gateway(engine)
+        if not gateway:
+            raise InvalidParameter("unable to derive the IP value for host-gateway")
     etcfiles.write_all(engine.container_dir(c.id), c.doc["Config"].get("Hostname") or "",
                        c.doc["HostConfig"], netdns.etc_hosts_lines(engine, c),
                        c.meta["dns"] or netdns.shares_resolver(engine, c), gateway)
