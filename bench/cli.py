@@ -16,13 +16,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
-from bosun.testing.daemon import BosunDaemon, import_busybox
+sys.path.insert(0, str(HERE))
+from daemons import private_bosun  # noqa: E402
 
 TARGET = 1.5
 BOSUN = [str(HERE.parent / ".venv" / "bin" / "bosun")]
@@ -56,50 +56,45 @@ def main() -> int:
         return 2
     version = subprocess.run([docker, "--version"], capture_output=True, text=True).stdout
     docker_version = version.split(",")[0].removeprefix("Docker version ")
-    d = BosunDaemon(tempfile.mkdtemp(prefix="bosun-bench-cli-"))
-    d.data_root.mkdir(parents=True, exist_ok=True)
-    import_busybox(str(d.data_root))
-    d.start()
+    with private_bosun("bosun-bench-cli-") as d:
+        return measure(d, a, docker, docker_version)
+
+
+def measure(d, a, docker: str, docker_version: str) -> int:
     env = d.env
     # bytecode is part of an installed CLI's start-up: a PYTHONDONTWRITEBYTECODE left in
     # the environment would have every run recompile edited modules (~10 ms here)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    try:
-        log(f"daemon up; creating {a.containers} containers")
-        for i in range(a.containers):
-            d.docker("create", "--name", f"bench{i}", "busybox", "sleep", "1000")
-        results = {}
-        for cmd in ("version", "ps"):
-            ours, theirs = [], []
-            for _ in range(2):  # warm the page cache (python's modules, docker's binary)
-                timed([*BOSUN, cmd], env)
-                timed([docker, cmd], env)
-            for i in range(a.n):  # interleaved, the order alternating, so drift hits both
-                pair = [(ours, BOSUN), (theirs, [docker])]
-                for acc, argv in (pair if i % 2 == 0 else pair[::-1]):
-                    acc.append(timed([*argv, cmd], env))
-            mo, mt = statistics.median(ours), statistics.median(theirs)
-            results[cmd] = {"bosun_median_ms": round(mo * 1000, 2),
-                            "docker_median_ms": round(mt * 1000, 2),
-                            "ratio": round(mo / mt, 3), "target": TARGET,
-                            "ok": mo / mt <= TARGET,
-                            "bosun_ms": [round(x * 1000, 2) for x in ours],
-                            "docker_ms": [round(x * 1000, 2) for x in theirs]}
-            log(f"{cmd}: bosun {mo * 1000:.1f} ms, docker {mt * 1000:.1f} ms, "
-                f"ratio {mo / mt:.2f} (target ≤ {TARGET})")
-        doc = {"n": a.n, "containers": a.containers, "bosun": "bosun (.venv/bin/bosun)",
-               "docker": f"docker {docker_version}", "results": results}
-        Path(a.out).write_text(json.dumps(doc, indent=2) + "\n")
-        for cmd, r in results.items():
-            print(f"{cmd:8} bosun {r['bosun_median_ms']:7.1f} ms  docker "
-                  f"{r['docker_median_ms']:7.1f} ms  ratio {r['ratio']:.2f}"
-                  f"  {'ok' if r['ok'] else 'OVER TARGET'}")
-        return 0 if all(r["ok"] for r in results.values()) else 1
-    finally:
-        problems = d.teardown()
-        shutil.rmtree(d.workdir, ignore_errors=True)
-        if problems:
-            log(f"teardown: {problems}")
+    log(f"daemon up; creating {a.containers} containers")
+    for i in range(a.containers):
+        d.docker("create", "--name", f"bench{i}", "busybox", "sleep", "1000")
+    results = {}
+    for cmd in ("version", "ps"):
+        ours, theirs = [], []
+        for _ in range(2):  # warm the page cache (python's modules, docker's binary)
+            timed([*BOSUN, cmd], env)
+            timed([docker, cmd], env)
+        for i in range(a.n):  # interleaved, the order alternating, so drift hits both
+            pair = [(ours, BOSUN), (theirs, [docker])]
+            for acc, argv in (pair if i % 2 == 0 else pair[::-1]):
+                acc.append(timed([*argv, cmd], env))
+        mo, mt = statistics.median(ours), statistics.median(theirs)
+        results[cmd] = {"bosun_median_ms": round(mo * 1000, 2),
+                        "docker_median_ms": round(mt * 1000, 2),
+                        "ratio": round(mo / mt, 3), "target": TARGET,
+                        "ok": mo / mt <= TARGET,
+                        "bosun_ms": [round(x * 1000, 2) for x in ours],
+                        "docker_ms": [round(x * 1000, 2) for x in theirs]}
+        log(f"{cmd}: bosun {mo * 1000:.1f} ms, docker {mt * 1000:.1f} ms, "
+            f"ratio {mo / mt:.2f} (target ≤ {TARGET})")
+    doc = {"n": a.n, "containers": a.containers, "bosun": "bosun (.venv/bin/bosun)",
+           "docker": f"docker {docker_version}", "results": results}
+    Path(a.out).write_text(json.dumps(doc, indent=2) + "\n")
+    for cmd, r in results.items():
+        print(f"{cmd:8} bosun {r['bosun_median_ms']:7.1f} ms  docker "
+              f"{r['docker_median_ms']:7.1f} ms  ratio {r['ratio']:.2f}"
+              f"  {'ok' if r['ok'] else 'OVER TARGET'}")
+    return 0 if all(r["ok"] for r in results.values()) else 1
 
 
 if __name__ == "__main__":

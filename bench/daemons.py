@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from bosun.testing.dockerd import Dockerd, mountpoints_under, unmount_under  # noqa: F401
@@ -26,6 +27,34 @@ def remove_tree(path: str | os.PathLike) -> None:
     shutil.rmtree(path, ignore_errors=True)
     if os.path.lexists(path):
         raise RuntimeError(f"{path} could not be removed")
+
+
+def start_bosun(d) -> None:
+    """Give a BosunDaemon (bosun.testing.daemon) its busybox image and start it."""
+    from bosun.testing.daemon import import_busybox
+
+    d.data_root.mkdir(parents=True, exist_ok=True)
+    import_busybox(str(d.data_root))
+    d.start()
+
+
+@contextmanager
+def private_bosun(prefix: str):
+    """A started bosun daemon of its own, with busybox; everything removed afterwards."""
+    import sys
+    import tempfile
+
+    from bosun.testing.daemon import BosunDaemon
+
+    d = BosunDaemon(tempfile.mkdtemp(prefix=prefix))
+    try:
+        start_bosun(d)
+        yield d
+    finally:
+        problems = d.teardown()
+        shutil.rmtree(d.workdir, ignore_errors=True)
+        if problems:
+            print(f"bosun teardown: {problems}", file=sys.stderr)
 
 
 class Contender:
@@ -65,13 +94,10 @@ class Pair:
 
     def __enter__(self) -> list[Contender]:
         from bosun.demo import CACHE, busybox_tar
-        from bosun.testing.daemon import import_busybox
 
         try:
             (self.tmp / "dockerd").mkdir()
-            self.bosun.data_root.mkdir(parents=True)
-            import_busybox(str(self.bosun.data_root))
-            self.bosun.start()
+            start_bosun(self.bosun)
             self.dockerd.start()
             os.makedirs(CACHE, exist_ok=True)
             with open(busybox_tar(CACHE), "rb") as f:

@@ -8,12 +8,10 @@ daemon. Whatever a daemon does, `ps200` cannot be faster than that floor.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +19,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
-from bosun.testing.daemon import BosunDaemon, import_busybox  # noqa: E402
+sys.path.insert(0, str(HERE))
+from daemons import private_bosun  # noqa: E402
 
 LIST = "/v1.47/containers/json?all=1"
 
@@ -70,12 +69,8 @@ def replay_server(path: str, replies: dict[str, bytes]) -> socket.socket:
 
 
 def main() -> int:
-    d = BosunDaemon(tempfile.mkdtemp(prefix="bosun-bench-floor-"))
-    fake = os.path.join(d.workdir, "replay.sock")
-    try:
-        d.data_root.mkdir(parents=True, exist_ok=True)
-        import_busybox(str(d.data_root))
-        d.start()
+    with private_bosun("bosun-bench-floor-") as d:
+        fake = os.path.join(d.workdir, "replay.sock")
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: d.docker("create", "--name", f"ps{i}", "busybox", "true"),
                           range(200)))
@@ -102,9 +97,6 @@ def main() -> int:
         for name, t in times.items():
             print(f"docker ps -a, 200 containers, {name:15} {statistics.median(t) * 1000:6.1f} ms")
         return 0
-    finally:
-        d.teardown()
-        shutil.rmtree(d.workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
