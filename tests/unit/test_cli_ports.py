@@ -4,7 +4,8 @@ import pytest
 
 from bosun.cli import StatusError
 from bosun.cli.network import ipam_config
-from bosun.cli.ports import PortError, parse_expose, parse_publish
+from bosun.cli.ports import parse_expose, parse_publish
+from bosun.portspec import PortSpecError
 
 
 def publish(*specs):
@@ -33,7 +34,7 @@ def test_publish_forms():
     ("8000-8002:80-81", "invalid ranges specified for container and host Ports: 80-81 and "
      "8000-8002")])
 def test_publish_errors(spec, message):
-    with pytest.raises(PortError, match=f"^{message}$".replace("(", r"\(")):
+    with pytest.raises(PortSpecError, match=f"^{message}$".replace("(", r"\(")):
         publish(spec)
 
 
@@ -41,7 +42,7 @@ def test_expose():
     exposed = {}
     parse_expose(["7000-7001", "53/udp"], exposed)
     assert exposed == {"7000/tcp": {}, "7001/tcp": {}, "53/udp": {}}
-    with pytest.raises(PortError, match="invalid range format for --expose: abc, error: "):
+    with pytest.raises(PortSpecError, match="invalid range format for --expose: abc, error: "):
         parse_expose(["abc"], {})
 
 

@@ -6,19 +6,12 @@ from __future__ import annotations
 from bosun.portspec import PROTOCOLS, PortSpecError, parse, port_range
 
 
-class PortError(PortSpecError):
-    """A -p or --expose value docker's CLI refuses; the command adds its usage hint."""
-
-
 def parse_publish(specs: list[str], exposed: dict, bindings: dict) -> None:
     """Add each -p spec's ports to exposed ({"80/tcp": {}}) and bindings
-    ({"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}), as docker's CLI does."""
+    ({"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}), as docker's CLI does; PortSpecError
+    (a ValueError) with docker's words for a bad one."""
     for spec in specs:
-        try:
-            ports = parse(spec)
-        except PortSpecError as e:
-            raise PortError(str(e)) from None
-        for key, ip, host_port in ports:
+        for key, ip, host_port in parse(spec):
             exposed[key] = {}
             bindings.setdefault(key, []).append({"HostIp": ip, "HostPort": host_port})
 
@@ -29,11 +22,11 @@ def parse_expose(specs: list[str], exposed: dict) -> None:
         port, _, proto = spec.partition("/")
         proto = (proto or "tcp").lower()
         if proto not in PROTOCOLS:
-            raise PortError(f"invalid proto: {proto}")
+            raise PortSpecError(f"invalid proto: {proto}")
         try:
             lo, hi = port_range(port)
         except ValueError:  # docker quotes Go's parse error here
-            raise PortError(f"invalid range format for --expose: {spec}, error: "
+            raise PortSpecError(f"invalid range format for --expose: {spec}, error: "
                             f'strconv.ParseUint: parsing "{port}": invalid syntax') from None
         for c in range(lo, hi + 1):
             exposed[f"{c}/{proto}"] = {}

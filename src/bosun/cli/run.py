@@ -277,7 +277,7 @@ def create_container(cli, opts: dict, args: list[str], detach: bool, cmd: str) -
         config = container_config(opts, args, detach)
     except FlagValue:
         raise  # main() shows it with the command's usage
-    except ValueError as e:  # PortError, a healthcheck conflict: docker's plain error
+    except ValueError as e:  # a -p/--expose spec, a healthcheck conflict: docker's plain error
         raise StatusError(125, f"bosun: {e}\n\nRun 'bosun {cmd} --help' for more "
                           "information") from None
     params = {"name": opts["name"], "platform": opts["platform"]}
