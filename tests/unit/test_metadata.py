@@ -73,7 +73,7 @@ def test_concurrent_calls_get_their_own_connections(db):
         conns = [stack.enter_context(db._connection()) for _ in range(6)]
         assert len(set(map(id, conns))) == 6
         assert [c.execute("PRAGMA foreign_keys").fetchone()[0] for c in conns] == [1] * 6
-    assert len(db._idle) == 4  # the pool keeps a few, closes the rest
+    assert len(db._pool._idle) == 4  # the pool keeps a few, closes the rest
     with db._connection() as first:
         pass
     with db._connection() as second:
@@ -503,7 +503,7 @@ def test_threads(db):
 
 def test_forked_child_uses_its_own_connection(db):
     image(db, dg("before fork"), [])
-    parents = list(db._idle)
+    parents = list(db._pool._idle)
     assert parents
     r, w = os.pipe()
     pid = os.fork()

@@ -178,6 +178,8 @@ class Engine:
         self.store.close()
         if self._volumes is not None:
             self._volumes.close()
+        if self._networks is not None:
+            self._networks.store.close()
         self.images.close()
 
     # -- lookup -----------------------------------------------------------------------------

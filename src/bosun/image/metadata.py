@@ -33,7 +33,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -99,9 +98,6 @@ _MIGRATIONS: dict[int, list[str]] = {
 }
 
 BLOB_KINDS = ("index", "manifest", "config", "layer")
-_MAX_IDLE = 4  # idle connections kept open per MetadataDB
-# Connections a forked child inherited: kept referenced so that the child never closes them
-_INHERITED: list[sqlite3.Connection] = []
 _PREFIX_RE = re.compile(r"(?:(sha256|sha512):)?([0-9a-f]{1,128})")
 _NAME_RE = re.compile(r"[\x21-\x7e]{1,4096}")  # printable ASCII, no spaces
 
@@ -183,9 +179,9 @@ class MetadataDB:
     def __init__(self, path: str, timeout: float = 30.0):
         self.path = os.path.abspath(path)
         self.timeout = timeout
-        self._idle: list[sqlite3.Connection] = []
-        self._pool_lock = threading.Lock()
-        self._pid = os.getpid()
+        from bosun import sqlitedb
+
+        self._pool = sqlitedb.Pool(self.path, timeout, error=MetadataError)
         # Create it 0600 ourselves: SQLite would use the umask, and its -wal/-shm files
         # copy the database file's mode.
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
@@ -194,37 +190,11 @@ class MetadataDB:
 
     # -- connections and transactions -----------------------------------------------------
 
-    def _open(self) -> sqlite3.Connection:
-        from bosun import sqlitedb
-
-        try:
-            return sqlitedb.connect(self.path, self.timeout, check_same_thread=False)
-        except RuntimeError as e:
-            raise MetadataError(str(e)) from None
-
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        """A connection for this thread's exclusive use, from a small pool: a connection
-        per thread would leak with an API server's short-lived request threads."""
-        with self._pool_lock:
-            if self._pid != os.getpid():
-                # A forked child must neither use nor close its parent's connections
-                # (SQLite forbids both): keep them out of reach, open its own.
-                _INHERITED.extend(self._idle)
-                self._idle, self._pid = [], os.getpid()
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._open()
-        try:
+        """A connection for this thread's exclusive use, from the pool."""
+        with self._pool.connection() as conn:
             yield conn
-        finally:
-            with self._pool_lock:
-                keep = (self._pid == os.getpid() and not conn.in_transaction
-                        and len(self._idle) < _MAX_IDLE)
-                if keep:
-                    self._idle.append(conn)
-            if not keep:
-                conn.close()
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
@@ -241,10 +211,7 @@ class MetadataDB:
 
     def close(self) -> None:
         """Close the idle connections, at shutdown. (Used again, the object reconnects.)"""
-        with self._pool_lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._pool.close()
 
     # -- images ---------------------------------------------------------------------------
 

@@ -191,6 +191,9 @@ class NetworkStore:
     def __init__(self, path: str, timeout: float = 30.0):
         self.path = os.path.abspath(path)
         self.timeout = timeout
+        from bosun import sqlitedb
+
+        self._pool = sqlitedb.Pool(self.path, timeout, error=NetworkError)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         # 0600 from the start: SQLite would follow the umask, and -wal/-shm copy this mode.
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
@@ -212,17 +215,15 @@ class NetworkStore:
         of the process, and the next durable commit syncs them too)."""
         from bosun import sqlitedb
 
-        try:
-            conn = sqlitedb.connect(self.path, self.timeout)
-            if not durable:
-                conn.execute("PRAGMA synchronous = NORMAL")
-        except RuntimeError as e:
-            raise NetworkError(str(e)) from None
-        try:
+        with self._pool.connection() as conn:
+            # per transaction: pooled connections serve both kinds
+            conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             with sqlitedb.transaction(conn, write):
                 yield conn
-        finally:
-            conn.close()
+
+    def close(self) -> None:
+        """Close the idle connections (at shutdown; used again, the store reconnects)."""
+        self._pool.close()
 
     # -- networks -------------------------------------------------------------------------
 
