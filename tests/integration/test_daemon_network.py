@@ -348,7 +348,29 @@ def _host_addresses(gateway: str) -> list[str]:
     return addrs
 
 
-def test_hairpin_to_published_ports_through_host_addresses(daemon):
+@pytest.fixture(params=["br_netfilter", "routed"])
+def bridge_nf(request):
+    """Both ways a host's bridges see nftables: with br_netfilter calling the ip hooks for
+    frames between ports of one bridge (loaded here; Docker loads it), and without (0 here
+    is what a host without the module does). Restored after the test."""
+    knob = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    if not os.path.exists(knob):
+        if request.param == "br_netfilter":
+            pytest.skip("br_netfilter is not loaded on this host")
+        yield request.param
+        return
+    with open(knob) as f:
+        before = f.read().strip()
+    with open(knob, "w") as f:
+        f.write("1" if request.param == "br_netfilter" else "0")
+    try:
+        yield request.param
+    finally:
+        with open(knob, "w") as f:
+            f.write(before)
+
+
+def test_hairpin_to_published_ports_through_host_addresses(daemon, bridge_nf):
     port, port2 = free_port(), free_port()
     run(daemon, "run", "-d", "--name", "hp", "-p", f"{port}:80", "busybox", "sh", "-c", WEB)
     gateway = inspect_container(daemon, "hp")["NetworkSettings"]["Gateway"]
