@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bosun.image.layer import (LayerError, apply_layer, compression_from_media_type,
+from bosun.image.layer import (LayerError, Prefetcher, apply_layer, compression_from_media_type,
                                detect_compression)
 
 ROOT = os.geteuid() == 0
@@ -685,3 +685,43 @@ def test_nul_in_name_rejected(arena):
     ti.pax_headers = {"path": "evil\0name"}
     with pytest.raises(LayerError):
         apply([(ti, data)], arena.dest)
+
+
+# -- the read-ahead thread -------------------------------------------------------------------
+
+def test_prefetcher_reads_everything_in_order_whatever_the_sizes_asked():
+    data = bytes(range(256)) * 5000
+    ahead = Prefetcher(io.BytesIO(data), chunk=1000, depth=2)
+    try:
+        got = [ahead.read(7), ahead.read(3000), ahead.read(0), ahead.read(-1), ahead.read(10)]
+    finally:
+        ahead.close()
+    assert b"".join(got) == data and got[-1] == b""
+    assert ahead.count == len(data)
+
+
+def test_prefetcher_raises_the_sources_error_to_the_reader():
+    class Broken:
+        def __init__(self):
+            self.calls = 0
+
+        def read(self, n):
+            self.calls += 1
+            if self.calls > 2:
+                raise EOFError("truncated gzip")
+            return b"x" * n
+
+    ahead = Prefetcher(Broken(), chunk=10)
+    try:
+        assert ahead.read(20) == b"x" * 10 and ahead.read(20) == b"x" * 10
+        with pytest.raises(EOFError, match="truncated"):
+            ahead.read(20)
+    finally:
+        ahead.close()
+
+
+def test_prefetcher_close_stops_a_thread_blocked_on_a_full_queue():
+    ahead = Prefetcher(io.BytesIO(b"y" * 100_000), chunk=10, depth=1)
+    assert ahead.read(5) == b"yyyyy"
+    ahead.close()  # the thread is waiting to queue more: it must end, not hang
+    assert not ahead._thread.is_alive()

@@ -148,10 +148,76 @@ class HashingReader:
     def digest(self) -> str:
         return "sha256:" + self.sha.hexdigest()
 
-    def drain(self) -> None:
-        """Read to the end: tar stops at its end marker, the digest covers what follows too."""
-        while self.read(_CHUNK):
-            pass
+
+class Prefetcher:
+    """read() from a thread of its own that reads `src` ahead, a few chunks deep.
+
+    Decompression and hashing (the work of `src`) then overlap the unpacking's syscalls:
+    zlib, zstd and hashlib release the GIL on large buffers. `close()` stops the thread and
+    waits for it, so `src` may be closed afterwards; errors of `src` are raised by read()."""
+
+    def __init__(self, src, chunk: int = _CHUNK, depth: int = 8) -> None:
+        import queue
+        import threading
+
+        self._src, self._chunk = src, chunk
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._buf = memoryview(b"")
+        self._done = False
+        self.count = 0  # bytes handed to the reader
+        self._thread = threading.Thread(target=self._run, name="bosun-layer-read", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                item = self._src.read(self._chunk)
+            except BaseException as e:  # noqa: BLE001 - handed to the reader
+                item = e
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(item, bytes) or not item:
+                return
+
+    def _fill(self) -> bool:
+        if self._done:
+            return False
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        if not item:
+            self._done = True
+            return False
+        self._buf = memoryview(item)
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = [bytes(self._buf)]
+            self._buf = memoryview(b"")
+            while self._fill():
+                parts.append(bytes(self._buf))
+            self._buf = memoryview(b"")
+            data = b"".join(parts)
+        else:
+            if not self._buf and not self._fill():
+                return b""
+            data = bytes(self._buf[:n])
+            self._buf = self._buf[n:]
+        self.count += len(data)
+        return data
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def read_full(stream: BinaryIO, n: int) -> bytes:
@@ -234,15 +300,18 @@ def apply_layer(stream: BinaryIO, dest: str, *, media_type: str | None = None,
         root_fd = os.open(dest, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise LayerError(f"layer destination {dest}: {e.strerror}") from e
+    ahead = Prefetcher(hashing)
     try:
-        size = _Unpacker(root_fd, overlay).run(hashing)
-        hashing.drain()
+        size = _Unpacker(root_fd, overlay).run(ahead)
+        while ahead.read(_CHUNK):  # tar stops at its end marker; the digest covers it all
+            pass
     except stream_errors() as e:
         raise LayerError(f"corrupt layer stream: {e}") from e
     except OSError as e:
         # gzip.BadGzipFile is an OSError; errors of a single entry are LayerErrors already.
         raise LayerError(f"reading layer: {e}") from e
     finally:
+        ahead.close()
         os.close(root_fd)
     return LayerStats("sha256:" + hashing.sha.hexdigest(), size, compression)
 
@@ -329,7 +398,7 @@ class _Unpacker:
             log.warning("%s", msg)
 
     # -- the loop ------------------------------------------------------------------------------
-    def run(self, src: HashingReader) -> int:
+    def run(self, src: Prefetcher) -> int:
         try:
             tar = tarfile.open(fileobj=src, mode="r|")
         except tarfile.ReadError:
@@ -382,6 +451,10 @@ class _Unpacker:
 
         A dangling symlink on the way is followed -- inside the root -- and its target created,
         as the kernel would resolve it from inside the container."""
+        try:  # the common case: the parent exists (a layer lists directories first)
+            return self.open_dir(rel)
+        except FileNotFoundError:
+            pass
         parts = [p for p in rel.split("/") if p]
         links = 0
         i = 0
