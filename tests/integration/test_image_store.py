@@ -555,6 +555,43 @@ def test_pull_interrupted_by_an_exception(store, busybox):
     assert store.content.ingests() == [] and store.fsck() == []
 
 
+def test_store_changes_do_not_wait_for_an_unpack(store, busybox, open_registry, repo_name):
+    """Unpacking runs outside store.lock: while a layer is being extracted, another
+    thread tags an image (a store change) without waiting for the extraction to end."""
+    base = store.pull(busybox.ref)
+    img = build_image([tar_of({f"f{i}": os.urandom(64) for i in range(50)})])
+    with client_for(open_registry) as c:
+        push_raw(c, repo_name, "v1", img)
+    tagged = []
+
+    def progress(e: dict) -> None:
+        if e["status"] == "Extracting" and not tagged:
+            t = threading.Thread(target=store.tag, args=(base, f"{repo_name}-copy:1"))
+            t.start()
+            t.join(20)  # with the lock held by this extraction, it would wait for us
+            tagged.append(not t.is_alive())
+
+    store.pull(f"{open_registry.host}/{repo_name}:v1", progress=progress)
+    assert tagged == [True]
+    assert store.resolve(f"{repo_name}-copy:1") == base
+
+
+def test_sweeps_spare_a_layer_being_unpacked(store, busybox):
+    """A partial layer whose unpack lock is held is work in progress (unpacking runs
+    outside store.lock), not a leftover: another pull's sweep and fsck leave it; once
+    released, it is one. (gc cannot run meanwhile: an unpack holds a lease.)"""
+    chain = "sha256:" + "ab" * 32
+    partial = Path(store.snapshots.home) / store.snapshots.partial_name(chain)
+    partial.mkdir()
+    with store._unpack_lock(chain).hold(exclusive=True):
+        with store._mutating():
+            store._sweep()  # what another pull's _ensure_layer does
+        assert store.fsck(repair=True) == [] and partial.is_dir()
+    assert [p.kind for p in store.fsck()] == ["stale-snapshot"]
+    store.gc()
+    assert not partial.exists() and store.fsck() == []
+
+
 KILLED_PULL = """
 import sys, time
 from bosun.image.store import ImageStore

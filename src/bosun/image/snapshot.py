@@ -339,6 +339,10 @@ class Snapshotter(ABC):
     def _partial(self, chain_id: str) -> str:
         return os.path.join(self.home, _TMP + _layer_name(chain_id))
 
+    def partial_name(self, chain_id: str) -> str:
+        """The name (in `home`) of the layer's directory while it is being prepared."""
+        return os.path.basename(self._partial(chain_id))
+
     def has_layer(self, chain_id: str) -> bool:
         return os.path.isdir(self._layer(chain_id))
 
@@ -411,15 +415,21 @@ class Snapshotter(ABC):
         including a diff ID other than `expected_diff_id`."""
         target = self.prepare_layer(chain_id, parent_chain_id)
         try:
-            stats = apply_layer(stream, target, media_type=media_type,
-                                overlay=self.overlay_format)
-            if expected_diff_id is not None and stats.diff_id != expected_diff_id:
-                raise LayerError(f"layer diff ID {stats.diff_id} is not the expected "
-                                 f"{expected_diff_id}")
+            stats = self.apply(target, stream, media_type, expected_diff_id)
         except BaseException:
             self.abort_layer(chain_id)
             raise
         self.commit_layer(chain_id)
+        return stats
+
+    def apply(self, target: str, stream: BinaryIO, media_type: str | None = None,
+              expected_diff_id: str | None = None) -> LayerStats:
+        """Unpack a layer into `target`, a directory prepare_layer() returned; LayerError
+        if its diff ID is not `expected_diff_id`."""
+        stats = apply_layer(stream, target, media_type=media_type, overlay=self.overlay_format)
+        if expected_diff_id is not None and stats.diff_id != expected_diff_id:
+            raise LayerError(f"layer diff ID {stats.diff_id} is not the expected "
+                             f"{expected_diff_id}")
         return stats
 
     def check_chain(self, chain_ids: Sequence[str]) -> None:

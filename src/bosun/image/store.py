@@ -293,6 +293,7 @@ class ImageStore:
         self.max_concurrent_uploads = MAX_CONCURRENT_UPLOADS
         self._store_lock = _FileLock(os.path.join(self.root, "store.lock"))
         self._gc_lock = _FileLock(os.path.join(self.root, "gc.lock"))
+        self._unpack_locks = os.path.join(self.root, "unpack")  # <partial name>.lock
         self.content = ContentStore(os.path.join(self.root, "content"))
         self.db = MetadataDB(os.path.join(self.root, "metadata.db"))
         self.snapshots: Snapshotter = new_snapshotter(os.path.join(self.root, "snapshots"),
@@ -530,35 +531,52 @@ class ImageStore:
 
     def _ensure_layer(self, chain_id: str, parent: str | None, diff_id: str,
                       desc: M.Descriptor, emit: _Progress | None = None) -> tuple[bool, int]:
-        """The layer unpacked and recorded: (whether it was unpacked now, its size)."""
-        with self._mutating():
-            record = self._layer_record(chain_id)
-            have = self.snapshots.has_layer(chain_id)
-            if record is not None and have:
-                return False, record.size
-            if have:
-                # committed by a pull that died before recording it: its size is unknown,
-                # so it is unpacked again rather than trusted
-                self.snapshots.remove_layer(chain_id)
-            self._sweep()
+        """The layer unpacked and recorded: (whether it was unpacked now, its size).
+
+        Unpacking runs outside store.lock (a large layer would hold up every other change,
+        a container's create included), under the chain's own unpack lock: one unpack of a
+        chain at a time, and _sweep() leaves its partial directory alone."""
+        with self._unpack_lock(chain_id).hold(exclusive=True):
+            with self._mutating():
+                record = self._layer_record(chain_id)
+                have = self.snapshots.has_layer(chain_id)
+                if record is not None and have:
+                    return False, record.size
+                if have:
+                    # committed by a pull that died before recording it: its size is
+                    # unknown, so it is unpacked again rather than trusted
+                    self.snapshots.remove_layer(chain_id)
+                self._sweep()
+                target = self.snapshots.prepare_layer(chain_id, parent)
             sid = _short(desc.digest)
 
             def report(done: int) -> None:
                 if emit is not None:
                     emit.bytes("Extracting", sid, done, desc.size)
 
-            with self.content.open(desc.digest) as f:
-                stats = self.snapshots.unpack_layer(chain_id, parent, _Counting(f, report),
-                                                    desc.media_type, diff_id)
             try:
-                self.db.add_layer(chain_id, diff_id, parent, stats.size, chain_id)
+                with self.content.open(desc.digest) as f:
+                    stats = self.snapshots.apply(target, _Counting(f, report),
+                                                 desc.media_type, diff_id)
             except BaseException:
-                if record is None:
-                    self.snapshots.remove_layer(chain_id)
+                with self._mutating():
+                    self.snapshots.abort_layer(chain_id)
                 raise
+            with self._mutating():
+                self.snapshots.commit_layer(chain_id)
+                try:
+                    self.db.add_layer(chain_id, diff_id, parent, stats.size, chain_id)
+                except BaseException:
+                    self.snapshots.remove_layer(chain_id)
+                    raise
             if emit is not None:
                 emit("Pull complete", sid)
             return True, stats.size
+
+    def _unpack_lock(self, chain_id: str) -> _FileLock:
+        os.makedirs(self._unpack_locks, mode=0o700, exist_ok=True)
+        return _FileLock(os.path.join(self._unpack_locks,
+                                      self.snapshots.partial_name(chain_id) + ".lock"))
 
     # -- add_image ------------------------------------------------------------------------
 
@@ -845,11 +863,31 @@ class ImageStore:
         return out
 
     def _leftovers(self) -> list[str]:
-        """Layers being prepared or removed when a process died (under store.lock nothing
-        is being prepared or removed)."""
-        return [os.path.join(self.snapshots.home, n)
-                for n in sorted(os.listdir(self.snapshots.home))
-                if n.startswith((".tmp-", ".del-"))]
+        """Layers being prepared or removed when a process died. Under store.lock nothing
+        is being prepared or removed, and a partial layer whose unpack lock is held is
+        being unpacked now (outside store.lock): not a leftover."""
+        out = []
+        for name in sorted(os.listdir(self.snapshots.home)):
+            if not name.startswith((".tmp-", ".del-")):
+                continue
+            if not self._unpacking(name):
+                out.append(os.path.join(self.snapshots.home, name))
+        return out
+
+    def _unpacking(self, partial_name: str) -> bool:
+        """Whether some thread or process holds the unpack lock of a partial layer."""
+        try:
+            fd = os.open(os.path.join(self._unpack_locks, partial_name + ".lock"),
+                         os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # (releases the lock if we got it)
 
     def _stale_links(self) -> list[str]:
         if not isinstance(self.snapshots, OverlaySnapshotter):
@@ -882,6 +920,10 @@ class ImageStore:
                     self.snapshots.remove_layer(chain)
                     layers.append(chain)
             self._sweep()
+            # No unpack runs without a lease, so no unpack lock is held or awaited now.
+            for name in _listdir(self._unpack_locks):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self._unpack_locks, name))
             blobs, blob_space = self._collect_blobs()
             ingests = self.content.ingest_cleanup()
         return {"LayersDeleted": layers, "BlobsDeleted": blobs, "IngestsDeleted": ingests,
@@ -1115,3 +1157,10 @@ class ImageStore:
             digest = w.commit()
         media_type = M.DOCKER_LAYER_GZIP if docker else M.OCI_LAYER_GZIP
         return M.Descriptor(media_type, digest, size)
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
