@@ -144,6 +144,23 @@ def attach(engine, c, name: str, path: str, fresh: bool = False) -> None:
         ns.update({k: settings[k] for k in _TOP_LEVEL_ENDPOINT})
 
 
+def check_static_addresses(engine, network: str, conf: dict) -> None:
+    """EndpointSettings.IPAMConfig's addresses checked against the network now (Docker does
+    at create and connect), not first at start. An unknown network is reported elsewhere."""
+    from bosun.network import NetworkError, NotFound
+
+    ipam = conf.get("IPAMConfig") or {}
+    if not (ipam.get("IPv4Address") or ipam.get("IPv6Address")):
+        return
+    try:
+        engine.networks.check_addresses(network, ipam.get("IPv4Address") or None,
+                                        ipam.get("IPv6Address") or None)
+    except NotFound:
+        pass
+    except NetworkError as e:
+        raise engine_error(e) from None
+
+
 def endpoint_config(c, name: str) -> dict:
     """The EndpointsConfig entry the user gave for network `name` (create or connect)."""
     return ((c.meta.get("networking") or {}).get("EndpointsConfig") or {}).get(name) or {}

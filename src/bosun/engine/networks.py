@@ -234,6 +234,7 @@ def connect(engine, ref: str, c, endpoint_config: dict) -> None:
                                               or endpoint_config.get("Aliases")):
         raise InvalidParameter("user specified IP address and network-scoped aliases are "
                                "supported on user defined networks only")
+    netattach.check_static_addresses(engine, name, endpoint_config)
     with c.lock:
         if c.removed:
             raise NotFound(f"No such container: {c.id}")

@@ -33,6 +33,7 @@ from bosun.network.store import (
     Network,
     NetworkStore,
     PortBinding,
+    check_static,
 )
 
 DEFAULT_NETWORK = "bridge"
@@ -248,6 +249,16 @@ class Networks:
             self.store.release(ep.id)
             raise
         return ep
+
+    def check_addresses(self, network: str, ip: str | None = None, ip6: str | None = None
+                        ) -> None:
+        """An endpoint's static addresses checked before any attach (at container create and
+        connect, as Docker does): each of a family the network has, in its subnet. Whether
+        they are free is known only when one is taken."""
+        net = self.store.network(network)
+        for version, addr in ((4, ip), (6, ip6)):
+            if addr:
+                check_static(net, version, addr)
 
     def detach(self, container_id: str, network: str) -> None:
         self._detach(self.store.find_endpoint(network, container_id))

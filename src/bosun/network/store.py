@@ -27,7 +27,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -251,6 +251,17 @@ def _new_pool(c: sqlite3.Connection, version: int, subnet: str | None, gateway: 
     return ipam.make_pool(str(chosen))
 
 
+def check_static(net: Network, version: int, ip: str,
+                 allocated: Collection[ipam.IPAddress] = ()) -> ipam.IPAddress:
+    """A static address for an endpoint on `net`: of a family the network has, usable in
+    its subnet, not in `allocated`."""
+    pool = net.pool_of(version)
+    if pool is None:
+        raise InvalidParameter(f"cannot use IPv{version} address {ip}: network {net.name} "
+                               f"does not have IPv{version} enabled (--ipv{version})")
+    return ipam.check_static(pool, ip, allocated)
+
+
 def _take(c: sqlite3.Connection, net: Network, version: int, static: str | None
           ) -> ipam.IPAddress:
     """An address of `net` in one family for a new endpoint: `static` if usable and free,
@@ -261,7 +272,7 @@ def _take(c: sqlite3.Connection, net: Network, version: int, static: str | None
         f"SELECT {ip_col} FROM endpoints WHERE network_id = ? AND {ip_col} IS NOT NULL",
         (net.id,))}
     if static:
-        return ipam.check_static(pool, static, taken)
+        return check_static(net, version, static, taken)
     last = c.execute(f"SELECT {last_col} FROM networks WHERE id = ?", (net.id,)).fetchone()[0]
     addr = ipam.next_free(pool, taken, ipaddress.ip_address(last) if last else None)
     c.execute(f"UPDATE networks SET {last_col} = ? WHERE id = ?", (str(addr), net.id))
@@ -428,13 +439,7 @@ class NetworkStore:
                 raise Conflict(f"container {container_id[:12]} is already attached to "
                                f"network {net.name}")
             addr = _take(c, net, 4, ip)
-            if net.ipv6:
-                addr6 = _take(c, net, 6, ip6)
-            elif ip6:
-                raise InvalidParameter(f"cannot use IPv6 address {ip6}: network {net.name} "
-                                       "does not have IPv6 enabled")
-            else:
-                addr6 = None
+            addr6 = _take(c, net, 6, ip6) if net.ipv6 or ip6 else None
             if ifname is None:
                 used = set(ifnames_in_use) | {r[0] for r in c.execute(
                     "SELECT ifname FROM endpoints WHERE netns_path = ?", (netns_path,))}
