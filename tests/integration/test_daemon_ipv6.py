@@ -12,10 +12,13 @@ import os
 import re
 import secrets
 import signal
+import subprocess
+import sys
 
 import pytest
 
 from bosun.testing.daemon import inspect_container, wait_for
+from bosun.testing.netns import peer_echo_outside
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.usefixtures("no_containers_after")]
@@ -299,3 +302,48 @@ def test_live_restore_keeps_the_address_and_aaaa_answers(daemon, net):
     assert "hello-" in out(daemon, "exec", "ask6", "sh", "-c", GET.format(f"[{addr}]"))
     # the allocation survived too: a new container does not get the same address
     assert v6_of(run_d(daemon, "new6", "--network", "v6r"), "v6r") not in (addr, "")
+
+
+def test_outbound_ipv6_is_masqueraded_and_internal_networks_stay_inside(daemon, net, tmp_path):
+    net("v6o")
+    net("v6in", "--internal")
+    run_d(daemon, "out6", "--network", "v6o")
+    inner = run_d(daemon, "in6", "--network", "v6in")
+    assert "default" not in out(daemon, "exec", "in6", "ip", "-6", "route")
+    assert inner["NetworkSettings"]["Networks"]["v6in"]["IPv6Gateway"] == ""
+    with peer_echo_outside(str(tmp_path / "outside6"), f"vx{daemon.bridge[3:]}", 7006,
+                           version=6) as (far_ip, host_ip):
+        # The outside has no route back to the ULA subnet: an answer at all means NAT66.
+        seen = out(daemon, "exec", "out6", "nc", "-w", "3", str(far_ip), "7006")
+        assert seen == str(host_ip)
+        # an internal network has no way out (no route; the ip6 table drops it anyway)
+        r = daemon.docker("exec", "in6", "nc", "-w", "2", str(far_ip), "7006", check=False)
+        assert r.returncode != 0 and str(host_ip) not in r.stdout.decode()
+
+
+def test_bosun_cli_network_create_ipv6_and_connect_ip6(daemon, net):
+    bosun = [sys.executable, "-m", "bosun.cli", "-H", daemon.host]
+    subnet6 = ipaddress.IPv6Network(ula64())
+    subprocess.run([*bosun, "network", "create", "--ipv6", "--subnet", str(subnet6),
+                    "--subnet", "10.219.9.0/24", "v6cli"], check=True, capture_output=True)
+    try:
+        cfg = json.loads(out(daemon, "network", "inspect", "v6cli"))[0]["IPAM"]["Config"]
+        assert [c["Subnet"] for c in cfg] == ["10.219.9.0/24", str(subnet6)]
+        static = str(subnet6[0x42])
+        subprocess.run([*bosun, "run", "-d", "--name", "cli6run", "--network", "v6cli",
+                        "--ip6", static, "busybox", "sleep", "300"], check=True,
+                       capture_output=True)
+        assert v6_of(inspect_container(daemon, "cli6run"), "v6cli") == static
+        # connect a running container on the default bridge, with a static IPv6 address
+        run_d(daemon, "late6")
+        subprocess.run([*bosun, "network", "connect", "--ip6", str(subnet6[0x43]), "v6cli",
+                        "late6"], check=True, capture_output=True)
+        late = inspect_container(daemon, "late6")
+        assert v6_of(late, "v6cli") == str(subnet6[0x43])
+        assert f"{subnet6[0x43]}/64" in out(daemon, "exec", "late6", "ip", "-6", "-o", "addr",
+                                           "show", "eth1")
+        assert f"{subnet6[0x43]}\t" in out(daemon, "exec", "late6", "cat", "/etc/hosts")
+        assert aaaa(daemon, "cli6run", "late6") == [str(subnet6[0x43])]
+    finally:
+        daemon.docker("rm", "-f", "cli6run", "late6", check=False)
+        daemon.docker("network", "rm", "v6cli", check=False)
