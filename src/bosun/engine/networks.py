@@ -140,6 +140,9 @@ def create(engine, body: dict) -> dict:
         raise Forbidden(f'only one instance of "{driver}" network is allowed')
     if driver != "bridge":
         raise NotFound(f"plugin \"{driver}\" not found")
+    if body.get("EnableIPv4") is False:
+        raise InvalidParameter("IPv6-only networks (EnableIPv4 false) are not supported by "
+                               "bosun")
     if body.get("Ingress") or body.get("ConfigOnly") or body.get("ConfigFrom"):
         raise InvalidParameter("ingress and config-only networks are swarm features, "
                                "not supported by bosun")
