@@ -51,23 +51,15 @@ def fails(daemon, *args: str) -> str:
 
 
 @pytest.fixture
-def net(daemon):
-    """make(name, *flags) → a network with IPv6 (its v6 subnet, random unless given);
+def net(user_networks):
+    """make(name, *flags) → a network with IPv6 (its v6 subnet, random unless given),
     removed after the test with whatever still uses it."""
-    made = []
-
     def make(name: str, *flags: str, subnet6: str | None = None) -> str:
         subnet6 = subnet6 or ula64()
-        daemon.docker("network", "create", "--ipv6", "--subnet", subnet6, *flags, name)
-        made.append(name)
+        user_networks("--ipv6", "--subnet", subnet6, *flags, name)
         return subnet6
 
-    yield make
-    ids = daemon.docker("ps", "-aq").stdout.decode().split()
-    if ids:
-        daemon.docker("rm", "-f", *ids)
-    for name in made:
-        daemon.docker("network", "rm", name, check=False)
+    return make
 
 
 def run_d(daemon, name: str, *args: str, cmd: tuple[str, ...] = ("sleep", "300")) -> dict:
@@ -98,7 +90,8 @@ def host_v6_addresses() -> set[str]:
     return {line.split()[3] for line in r.splitlines() if " bsn" not in line and " br-" not in line}
 
 
-def test_containers_talk_over_ipv6_by_address_and_name_and_networks_are_isolated(daemon, net):
+def test_containers_talk_over_ipv6_by_address_and_name_and_networks_are_isolated(
+        daemon, net, user_networks):
     host_before = host_v6_addresses()
     subnet6 = net("v6a")
     assert netlink.host_routes(6) and ipaddress.IPv6Network(subnet6) in netlink.host_routes(6)
@@ -134,20 +127,16 @@ def test_containers_talk_over_ipv6_by_address_and_name_and_networks_are_isolated
     assert r.returncode != 0 and b"hello" not in r.stdout
     assert aaaa(daemon, "other6", "srv6") == []  # and the name is not visible there
     # a container on an IPv4-only network has IPv6 off on eth0, as Docker's
-    daemon.docker("network", "create", "plain4")
-    try:
-        run_d(daemon, "plain4c", "--network", "plain4")
-        assert out(daemon, "exec", "plain4c", "cat",
-                   "/proc/sys/net/ipv6/conf/eth0/disable_ipv6") == "1"
-        assert aaaa(daemon, "plain4c", "plain4c") == []  # the name exists, without AAAA
-    finally:
-        daemon.docker("rm", "-f", "plain4c", check=False)
-        daemon.docker("network", "rm", "plain4", check=False)
+    user_networks("plain4")
+    run_d(daemon, "plain4c", "--network", "plain4")
+    assert out(daemon, "exec", "plain4c", "cat",
+               "/proc/sys/net/ipv6/conf/eth0/disable_ipv6") == "1"
+    assert aaaa(daemon, "plain4c", "plain4c") == []  # the name exists, without AAAA
     assert open("/proc/sys/net/ipv6/conf/all/forwarding").read().strip() == "1"
     assert host_v6_addresses() == host_before  # forwarding on: the host keeps its addresses
 
 
-def test_inspect_shapes_cli_and_sdk(daemon, net, client):
+def test_inspect_shapes_cli_and_sdk(daemon, net, client, user_networks):
     subnet6 = ipaddress.IPv6Network(ula64())
     gw = str(subnet6.network_address + 0xfe)
     rng = str(next(subnet6.subnets(new_prefix=120)))
@@ -195,19 +184,16 @@ def test_inspect_shapes_cli_and_sdk(daemon, net, client):
     finally:
         made.remove()
     # --ipv6 without a subnet: a ULA /64 clear of the host's routes (eth0's fd00::/64 here)
-    daemon.docker("network", "create", "--ipv6", "v6auto")
-    try:
-        cfg = json.loads(out(daemon, "network", "inspect", "v6auto"))[0]["IPAM"]["Config"]
-        auto6 = ipaddress.IPv6Network(cfg[1]["Subnet"])
-        assert auto6.prefixlen == 64 and auto6.subnet_of(ipaddress.IPv6Network("fd00::/8"))
-        assert auto6 != subnet6 and not any(
-            auto6.overlaps(r) for r in netlink.host_routes(6)
-            if r.prefixlen and r != auto6 and r.prefixlen <= 64)
-    finally:
-        daemon.docker("network", "rm", "v6auto")
+    user_networks("--ipv6", "v6auto")
+    cfg = json.loads(out(daemon, "network", "inspect", "v6auto"))[0]["IPAM"]["Config"]
+    auto6 = ipaddress.IPv6Network(cfg[1]["Subnet"])
+    assert auto6.prefixlen == 64 and auto6.subnet_of(ipaddress.IPv6Network("fd00::/8"))
+    assert auto6 != subnet6 and not any(
+        auto6.overlaps(r) for r in netlink.host_routes(6)
+        if r.prefixlen and r != auto6 and r.prefixlen <= 64)
 
 
-def test_bad_input_is_refused_and_leaves_nothing(daemon, net):
+def test_bad_input_is_refused_and_leaves_nothing(daemon, net, user_networks):
     subnet6 = net("v6x")
     inside = ipaddress.IPv6Network(subnet6)
     # overlapping subnets: Docker's wording
@@ -245,12 +231,9 @@ def test_bad_input_is_refused_and_leaves_nothing(daemon, net):
     err = fails(daemon, "run", "--rm", "--network", "v6x", "--ip6", "fd99:1::5", "busybox",
                 "true")
     assert f"address fd99:1::5 is not a usable host address of subnet {subnet6}" in err
-    daemon.docker("network", "create", "only4")
-    try:
-        err = fails(daemon, "create", "--network", "only4", "--ip6", str(inside[9]), "busybox")
-        assert "network only4 does not have IPv6 enabled" in err
-    finally:
-        daemon.docker("network", "rm", "only4")
+    user_networks("only4")
+    err = fails(daemon, "create", "--network", "only4", "--ip6", str(inside[9]), "busybox")
+    assert "network only4 does not have IPv6 enabled" in err
     # a static address already taken: the second start fails, and leaves nothing of its own
     run_d(daemon, "first6", "--network", "v6x", "--ip6", str(inside[9]))
     daemon.docker("create", "--name", "second6", "--network", "v6x", "--ip6", str(inside[9]),

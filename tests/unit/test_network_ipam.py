@@ -117,16 +117,18 @@ def test_release_and_reuse_after_wrap(store):
     assert alloc(store, "n", "wrap").ip == IPv4Address("10.53.0.2")
 
 
-def test_concurrent_allocations_unique(tmp_path):
+@pytest.mark.parametrize("family", ["ip", "ip6"])
+def test_concurrent_allocations_unique(tmp_path, family):
     path = str(tmp_path / "net.db")
-    NetworkStore(path).add_network("n", bridge="br-n", subnet="10.54.0.0/24")
+    NetworkStore(path).add_network("n", bridge="br-n", subnet="10.54.0.0/24", ipv6=True,
+                                   subnet6="fd00:54::/64")
     results, errors = [], []
 
     def worker(i: int) -> None:
         try:
             s = NetworkStore(path)  # as separate processes would: their own handle
             for j in range(10):
-                results.append(alloc(s, "n", f"c{i}-{j}").ip)
+                results.append(getattr(alloc(s, "n", f"c{i}-{j}"), family))
         except Exception as e:  # noqa: BLE001 - asserted below
             errors.append(e)
 
@@ -234,21 +236,17 @@ def test_ipv6_pool_validation():
     assert p.last == int(IPv6Address("fd00:10::ffff:ffff:ffff:ffff"))
     assert p.usable(IPv6Address("fd00:10::ffff:ffff:ffff:ffff"))
     assert not p.usable(IPv6Address("fd00:10::")) and not p.usable(IPv6Address("fd00:10::1"))
-    with pytest.raises(InvalidParameter, match="it should be fd00:10::/64"):
-        ipam.make_pool("fd00:10::5/64")
-    with pytest.raises(InvalidParameter, match="too small"):
-        ipam.make_pool("fd00:10::/127")
-    with pytest.raises(InvalidParameter, match="not an IPv6 network"):
-        ipam.make_pool("fd00:10::/64", ip_range="10.0.0.0/24")
-    with pytest.raises(InvalidParameter, match="not an IPv6 address"):
-        ipam.make_pool("fd00:10::/64", gateway="10.0.0.1")
-    with pytest.raises(InvalidParameter, match="not within"):
-        ipam.make_pool("fd00:10::/64", ip_range="fd00:11::/80")
-    with pytest.raises(InvalidParameter, match="not an IPv4 network"):
-        ipam.make_pool("fd00:10::/64", version=4)
-    for bad in ("fd00:zz::/64", "fd00::/129"):
-        with pytest.raises(InvalidParameter, match="invalid subnet"):
-            ipam.make_pool(bad)
+    for subnet, kw, wording in (
+            ("fd00:10::5/64", {}, "it should be fd00:10::/64"),
+            ("fd00:10::/127", {}, "too small"),
+            ("fd00:10::/64", {"ip_range": "10.0.0.0/24"}, "not an IPv6 network"),
+            ("fd00:10::/64", {"gateway": "10.0.0.1"}, "not an IPv6 address"),
+            ("fd00:10::/64", {"ip_range": "fd00:11::/80"}, "not within"),
+            ("fd00:10::/64", {"version": 4}, "not an IPv4 network"),
+            ("fd00:zz::/64", {}, "invalid subnet"),
+            ("fd00::/129", {}, "invalid subnet")):
+        with pytest.raises(InvalidParameter, match=wording):
+            ipam.make_pool(subnet, **kw)
 
 
 def test_dual_stack_allocation_and_release(store):
@@ -330,29 +328,6 @@ def test_default_address_pools_with_an_ipv6_base():
         IPv6Network("fd00:aa:0:1::/64")
     with pytest.raises(ipam.InvalidParameter, match="from there to 126"):
         ipam.parse_pools([{"base": "fd00::/48", "size": 127}])
-
-
-def test_concurrent_ipv6_allocations_unique(tmp_path):
-    path = str(tmp_path / "net.db")
-    NetworkStore(path).add_network("n", bridge="br-n", subnet="10.65.0.0/24", ipv6=True,
-                                   subnet6="fd00:65::/64")
-    results, errors = [], []
-
-    def worker(i: int) -> None:
-        try:
-            s = NetworkStore(path)
-            for j in range(8):
-                results.append(alloc(s, "n", f"c{i}-{j}").ip6)
-        except Exception as e:  # noqa: BLE001 - asserted below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    assert len(results) == 96 and len(set(results)) == 96
 
 
 def test_ipv6_persisted_across_reopen(tmp_path):
