@@ -224,7 +224,8 @@ def create_endpoint(*, host_veth: str, bridge: str, netns_path: str, ifname: str
             set_hairpin(host_veth)
             with rtnl.Rtnl(in_netns(netns_path, enter)) as ns:
                 eth = ns.index(ifname)
-                # IPv6 addresses once the link is up (their prefix route comes with them)
+                # IPv6 addresses after the link is up: on a down link one gets no prefix
+                # route, and the default route via the gateway would fail (EHOSTUNREACH)
                 ns.call(*[rtnl.add_addr(eth, str(a.ip), a.network.prefixlen)
                           for a in addresses if a.version == 4],
                         rtnl.link_up(ifname),
