@@ -490,14 +490,18 @@ def test_default_address_pools_give_the_subnets(tmp_path):
     from bosun.testing.daemon import BosunDaemon
 
     d = BosunDaemon(str(tmp_path / "pools"), extra_args=(
-        "--default-address-pool", "base=10.123.0.0/16,size=24"))
+        "--default-address-pool", "base=10.123.0.0/16,size=24",
+        "--default-address-pool", "base=fd5e:123::/48,size=64"))
     d.data_root.mkdir(parents=True)
     d.start()
     try:
         assert net_inspect(d, "bridge")["IPAM"]["Config"][0]["Subnet"] == "10.123.0.0/24"
         run(d, "network", "create", "pooled")
         assert net_inspect(d, "pooled")["IPAM"]["Config"][0]["Subnet"] == "10.123.1.0/24"
-        run(d, "network", "rm", "pooled")
+        run(d, "network", "create", "--ipv6", "pooled6")
+        assert [c["Subnet"] for c in net_inspect(d, "pooled6")["IPAM"]["Config"]] == [
+            "10.123.2.0/24", "fd5e:123::/64"]
+        run(d, "network", "rm", "pooled", "pooled6")
     finally:
         problems = d.teardown()
     assert not problems, problems
