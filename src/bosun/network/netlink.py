@@ -206,8 +206,10 @@ def create_endpoint(*, host_veth: str, bridge: str, netns_path: str, ifname: str
     if br is None:
         raise OSError(errno.ENODEV, f"bridge {bridge} does not exist")
     conf = f"net/ipv6/conf/{ifname}/"
-    sysctls = ({conf + "disable_ipv6": "0", conf + "accept_ra": "0"}
-               if any(a.version == 6 for a in addresses) else {conf + "disable_ipv6": "1"})
+    if any(a.version == 6 for a in addresses):
+        sysctls = {conf + "disable_ipv6": "0", conf + "accept_ra": "0"}
+    else:  # (a kernel without IPv6 has nothing to turn off)
+        sysctls = {conf + "disable_ipv6": "1"} if os.path.isdir("/proc/sys/net/ipv6") else {}
 
     def enter() -> socket.socket:  # the thread that enters the namespace writes them too
         for key, value in sysctls.items():
