@@ -250,10 +250,12 @@ def test_bad_input_is_refused_and_leaves_nothing(daemon, net, user_networks):
 
 def test_nothing_left_after_containers_and_network_go(daemon, net):
     subnet6 = net("v6l")
-    names = [f"leak6{i}" for i in range(4)]
-    for name in names:
-        run_d(daemon, name, "--network", "v6l")
-    assert len({v6_of(inspect_container(daemon, n), "v6l") for n in names}) == 4
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"leak6{i}" for i in range(8)]
+    with ThreadPoolExecutor(4) as pool:  # concurrent starts: never the same address
+        list(pool.map(lambda n: run_d(daemon, n, "--network", "v6l"), names))
+    assert len({v6_of(inspect_container(daemon, n), "v6l") for n in names}) == 8
     assert firewall.table_rules(daemon.nft_table, "ip6")
     bridge = json.loads(out(daemon, "network", "inspect", "v6l"))[0]["Id"][:12]
     daemon.docker("rm", "-f", *names)
