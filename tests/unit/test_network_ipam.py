@@ -216,7 +216,7 @@ def test_firewall_render_is_complete():
 def test_default_address_pools_are_cut_and_used_in_order():
     pools = ipam.parse_pools([{"base": "10.123.0.0/16", "size": 24},
                               {"base": "10.200.0.0/23", "size": "24"}])
-    assert pools[0] == IPv4Network("10.123.0.0/24") and len(pools) == 256 + 2
+    assert next(iter(pools)) == IPv4Network("10.123.0.0/24") and len(list(pools)) == 256 + 2
     assert ipam.choose_subnet([IPv4Network("10.123.0.0/24")], None, pools) == \
         IPv4Network("10.123.1.0/24")
     with pytest.raises(ipam.AddressExhausted):
@@ -322,8 +322,9 @@ def test_ipv6_default_is_a_ula_64_avoiding_routes_and_networks(store):
 
 def test_default_address_pools_with_an_ipv6_base():
     pools = ipam.parse_pools([{"base": "fd00:aa::/48", "size": 64},
-                              {"base": "fd00::/8", "size": 64}])
-    assert pools[0] == IPv6Network("fd00:aa::/64") and len(pools) == 2 * (1 << 16)
+                              {"base": "fd00::/8", "size": 64}])  # cut lazily: 2**56 /64s
+    assert next(iter(pools)) == IPv6Network("fd00:aa::/64")
+    assert not pools.of(4) and pools.of(6).bases == pools.bases
     assert ipam.choose_subnet([IPv6Network("fd00:aa::/64")], None, pools, 6) == \
         IPv6Network("fd00:aa:0:1::/64")
     with pytest.raises(ipam.InvalidParameter, match="from there to 126"):

@@ -20,7 +20,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Docker's default-address-pools: 172.17-31.0.0/16, then 192.168.0.0/16 cut into /20s.
 # 172.17.0.0/16 is docker0's on a host that also runs Docker, so `bridge` prefers 172.18.
 DEFAULT_BRIDGE_SUBNET = IPv4Network("172.18.0.0/16")
-# A v6 pool base is cut lazily, but a list of its subnets is kept: at most this many of them.
+# At most this many subnets of a pool base are looked at (an IPv6 base may hold 2**56).
 _MAX_POOL_SUBNETS = 1 << 16
 
 
@@ -63,10 +63,28 @@ def _max_prefix(net: IPNetwork) -> int:
     return net.max_prefixlen - 2
 
 
-def parse_pools(specs: Iterable[dict]) -> list[IPNetwork]:
+class Pools:
+    """Where new networks' subnets come from: (base, size) pairs, cut into subnets of that
+    size lazily, in order, at each iteration."""
+
+    def __init__(self, bases: Iterable[tuple[IPNetwork, int]]) -> None:
+        self.bases = list(bases)
+
+    def __iter__(self) -> Iterator[IPNetwork]:
+        for base, size in self.bases:
+            yield from itertools.islice(base.subnets(new_prefix=size), _MAX_POOL_SUBNETS)
+
+    def __bool__(self) -> bool:
+        return bool(self.bases)
+
+    def of(self, version: int) -> Pools:
+        return Pools((b, s) for b, s in self.bases if b.version == version)
+
+
+def parse_pools(specs: Iterable[dict]) -> Pools:
     """Daemon config `default-address-pools` ([{"base": "10.10.0.0/16", "size": 24}, …],
     IPv6 bases too) as the subnets new networks are taken from, in order."""
-    out: list[IPNetwork] = []
+    out: list[tuple[IPNetwork, int]] = []
     for spec in specs:
         if not isinstance(spec, dict) or "base" not in spec or "size" not in spec:
             raise InvalidParameter(f"invalid default address pool {spec!r}: it needs a base "
@@ -80,8 +98,8 @@ def parse_pools(specs: Iterable[dict]) -> list[IPNetwork]:
             raise InvalidParameter(f"invalid pools size: {size} (the base {base} is /"
                                    f"{base.prefixlen}; a size must be from there to "
                                    f"{_max_prefix(base)})")
-        out.extend(itertools.islice(base.subnets(new_prefix=size), _MAX_POOL_SUBNETS))
-    return out
+        out.append((base, size))
+    return Pools(out)
 
 
 def choose_subnet(in_use: Iterable[IPNetwork], preferred: IPNetwork | None = None,

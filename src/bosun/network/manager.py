@@ -81,8 +81,8 @@ class Networks:
         self.veth_prefix = veth_prefix
         # daemon config default-address-pools, per family; None: Docker's built-in ones
         pools = ipam.parse_pools(address_pools or ())
-        self.pools = [p for p in pools if p.version == 4] or None
-        self.pools6 = [p for p in pools if p.version == 6] or None
+        self.pools = pools.of(4) or None
+        self.pools6 = pools.of(6) or None
         self._fw_lock = threading.Lock()
         os.makedirs(self.netns_dir, exist_ok=True)
 

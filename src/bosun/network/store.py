@@ -331,7 +331,7 @@ class NetworkStore:
                     host_routes: Iterable[ipam.IPNetwork] = (),
                     preferred: IPv4Network | None = None,
                     network_id: str | None = None,
-                    pools: list[ipam.IPNetwork] | None = None, ipv6: bool = False,
+                    pools: Iterable[ipam.IPNetwork] | None = None, ipv6: bool = False,
                     subnet6: str | None = None, gateway6: str | None = None,
                     ip_range6: str | None = None,
                     pools6: Iterable[IPv6Network] | None = None) -> Network:
