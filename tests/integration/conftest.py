@@ -414,3 +414,22 @@ def no_containers_after(daemon):
     ids = daemon.docker("ps", "-aq").stdout.decode().split()
     if ids:
         daemon.docker("rm", "-f", *ids)
+
+
+@pytest.fixture
+def user_networks(daemon):
+    """create(*args): `docker network create *args` (the name last), the name returned; each
+    network made so is removed after the test, with the containers still using it."""
+    made = []
+
+    def create(*args: str) -> str:
+        daemon.docker("network", "create", *args)
+        made.append(args[-1])
+        return args[-1]
+
+    yield create
+    ids = daemon.docker("ps", "-aq").stdout.decode().split()
+    if ids:
+        daemon.docker("rm", "-f", *ids)
+    for name in made:
+        daemon.docker("network", "rm", name, check=False)

@@ -31,21 +31,9 @@ def upstream():
 
 
 @pytest.fixture
-def net(daemon):
-    """A user network, removed after the test (with whatever still uses it)."""
-    made = []
-
-    def make(name: str) -> str:
-        daemon.docker("network", "create", name)
-        made.append(name)
-        return name
-
-    yield make
-    ids = daemon.docker("ps", "-aq").stdout.decode().split()
-    if ids:
-        daemon.docker("rm", "-f", *ids)
-    for name in made:
-        daemon.docker("network", "rm", name, check=False)
+def net(user_networks):
+    """make(name): a user network, removed after the test (with whatever still uses it)."""
+    return user_networks
 
 
 def out(daemon, *args: str) -> str:

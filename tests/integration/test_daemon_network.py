@@ -21,7 +21,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from bosun.testing.daemon import inspect_container, wait_for
-from bosun.testing.netns import outside_world
+from bosun.testing.netns import peer_echo_outside
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.usefixtures("no_containers_after")]
@@ -30,18 +30,6 @@ from bosun.network import netlink  # noqa: E402
 from bosun.network.store import NetworkStore  # noqa: E402
 
 WEB = "mkdir -p /www && echo hello-$HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www"
-
-# Accepts connections, sends back the peer's address (run in the "outside" namespace).
-SERVER = r"""
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8)
-print('ready', flush=True)
-while True:
-    c, peer = s.accept()
-    c.sendall(peer[0].encode() + b'\n'); c.close()
-"""
-
 
 def free_port() -> int:
     """A host port nothing listens on and bosun has not published (from a high range)."""
@@ -300,7 +288,8 @@ def test_network_api_list_filters_create_errors_prune(daemon, client):
             client.api.create_network("fa")
         assert e.value.response.status_code == 409
         with pytest.raises(docker.errors.APIError) as e:
-            client.api.create_network("v6", enable_ipv6=True)
+            client.api.create_network("v6", enable_ipv6=True,
+                                      ipam={"Config": [{"Subnet": "fd00:zz::/64"}]})
         assert e.value.response.status_code == 400
         with pytest.raises(docker.errors.APIError) as e:
             client.api.remove_network("bridge")
@@ -447,19 +436,8 @@ def outside(daemon, tmp_path):
     """A namespace standing for the world beyond the host: a /30 on its own veth, routed by
     the host. Yields (its address, the host's address on that link); a server in it answers
     every connection with the address it came from."""
-    server = None
-    with outside_world(str(tmp_path / "outside-ns"), f"vo{daemon.bridge[3:]}") as (host_ip,
-                                                                                 far_ip):
-        try:
-            server = subprocess.Popen(["nsenter", f"--net={tmp_path / 'outside-ns'}",
-                                       sys.executable, "-c", SERVER, str(far_ip), "7000"],
-                                      stdout=subprocess.PIPE, text=True)
-            assert server.stdout.readline().strip() == "ready"
-            yield far_ip, host_ip
-        finally:
-            if server is not None:
-                server.kill()
-                server.wait()
+    with peer_echo_outside(str(tmp_path / "outside-ns"), f"vo{daemon.bridge[3:]}", 7000) as ips:
+        yield ips
 
 
 def test_outbound_traffic_is_masqueraded(daemon, outside):
@@ -512,14 +490,18 @@ def test_default_address_pools_give_the_subnets(tmp_path):
     from bosun.testing.daemon import BosunDaemon
 
     d = BosunDaemon(str(tmp_path / "pools"), extra_args=(
-        "--default-address-pool", "base=10.123.0.0/16,size=24"))
+        "--default-address-pool", "base=10.123.0.0/16,size=24",
+        "--default-address-pool", "base=fd5e:123::/48,size=64"))
     d.data_root.mkdir(parents=True)
     d.start()
     try:
         assert net_inspect(d, "bridge")["IPAM"]["Config"][0]["Subnet"] == "10.123.0.0/24"
         run(d, "network", "create", "pooled")
         assert net_inspect(d, "pooled")["IPAM"]["Config"][0]["Subnet"] == "10.123.1.0/24"
-        run(d, "network", "rm", "pooled")
+        run(d, "network", "create", "--ipv6", "pooled6")
+        assert [c["Subnet"] for c in net_inspect(d, "pooled6")["IPAM"]["Config"]] == [
+            "10.123.2.0/24", "fd5e:123::/64"]
+        run(d, "network", "rm", "pooled", "pooled6")
     finally:
         problems = d.teardown()
     assert not problems, problems

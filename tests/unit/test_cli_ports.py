@@ -54,3 +54,18 @@ def test_ipam_pairs_gateways_and_ranges_with_their_subnet():
         ipam_config(["10.1.0.0/16"], ["10.9.9.9"], [])
     with pytest.raises(StatusError, match="cannot configure multiple gateways"):
         ipam_config(["10.1.0.0/16"], ["10.1.0.1", "10.1.0.2"], [])
+
+
+def test_ipam_config_and_endpoint_config_with_ipv6():
+    from bosun.cli.network import endpoint_config
+
+    assert ipam_config(["10.1.0.0/16", "fd00:1::/64"], ["fd00:1::fe", "10.1.0.9"],
+                       ["fd00:1::/80"]) == [
+        {"Subnet": "10.1.0.0/16", "Gateway": "10.1.0.9"},
+        {"Subnet": "fd00:1::/64", "Gateway": "fd00:1::fe", "IPRange": "fd00:1::/80"}]
+    with pytest.raises(StatusError, match="no matching subnet for ip-range 10.1.0.0/24"):
+        ipam_config(["fd00:1::/64"], [], ["10.1.0.0/24"])
+    assert endpoint_config([], None, ip6="fd00:1::5") == {
+        "IPAMConfig": {"IPv6Address": "fd00:1::5"}}
+    assert endpoint_config(["a"], "10.1.0.5", ip6="fd00:1::5")["IPAMConfig"] == {
+        "IPv4Address": "10.1.0.5", "IPv6Address": "fd00:1::5"}

@@ -235,3 +235,26 @@ def test_several_networks_at_create_are_kept_mode_first():
         _networking_config(engine, {"EndpointsConfig": {"bridge": {"Aliases": ["x"]},
                                                         "front": {}}},
                            {"NetworkMode": "front"})
+
+
+def test_aaaa_and_ip6_ptr_on_an_ipv6_network():
+    t = NameTable()
+    t.set_endpoint("a", "n6", "dual", "10.7.0.2", ["a", "both"], "fd00:7::2")
+    t.set_endpoint("b", "n6", "dual", "10.7.0.3", ["b", "both"], "fd00:7::3")
+    t.set_endpoint("v4", "n4", "plain", "10.8.0.2", ["v4"])
+    t.set_endpoint("a", "n4", "plain", "10.8.0.3", ["a"])
+    r = ask(t, "b", "a", "AAAA")
+    assert r.rcode() == dns.rcode.NOERROR and addresses(r) == ["fd00:7::2"]
+    assert addresses(ask(t, "b", "a")) == ["10.7.0.2"]  # A: IPv4 only
+    assert addresses(ask(t, "b", "a.dual", "AAAA")) == ["fd00:7::2"]
+    assert sorted(addresses(ask(t, "b", "a", "ANY"))) == ["10.7.0.2", "fd00:7::2"]
+    # on an IPv4-only network the name exists with no AAAA: empty answer, not NXDOMAIN
+    r = ask(t, "v4", "a", "AAAA")
+    assert r.rcode() == dns.rcode.NOERROR and r.answer == []
+    assert ask(t, "v4", "b", "AAAA").rcode() == dns.rcode.NXDOMAIN  # not visible there
+    # each family turns on its own queries
+    firsts = {addresses(ask(t, "a", "both", "AAAA"))[0] for _ in range(2)}
+    assert firsts == {"fd00:7::2", "fd00:7::3"}
+    r = ask(t, "b", dns.reversename.from_address("fd00:7::2"), "PTR")
+    assert [x.target.to_text() for x in r.answer[0]] == ["a.dual."]
+    assert ask(t, "v4", dns.reversename.from_address("fd00:7::2"), "PTR") is None

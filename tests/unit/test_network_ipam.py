@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import pytest
 
@@ -116,16 +117,18 @@ def test_release_and_reuse_after_wrap(store):
     assert alloc(store, "n", "wrap").ip == IPv4Address("10.53.0.2")
 
 
-def test_concurrent_allocations_unique(tmp_path):
+@pytest.mark.parametrize("family", ["ip", "ip6"])
+def test_concurrent_allocations_unique(tmp_path, family):
     path = str(tmp_path / "net.db")
-    NetworkStore(path).add_network("n", bridge="br-n", subnet="10.54.0.0/24")
+    NetworkStore(path).add_network("n", bridge="br-n", subnet="10.54.0.0/24", ipv6=True,
+                                   subnet6="fd00:54::/64")
     results, errors = [], []
 
     def worker(i: int) -> None:
         try:
             s = NetworkStore(path)  # as separate processes would: their own handle
             for j in range(10):
-                results.append(alloc(s, "n", f"c{i}-{j}").ip)
+                results.append(getattr(alloc(s, "n", f"c{i}-{j}"), family))
         except Exception as e:  # noqa: BLE001 - asserted below
             errors.append(e)
 
@@ -213,7 +216,7 @@ def test_firewall_render_is_complete():
 def test_default_address_pools_are_cut_and_used_in_order():
     pools = ipam.parse_pools([{"base": "10.123.0.0/16", "size": 24},
                               {"base": "10.200.0.0/23", "size": "24"}])
-    assert pools[0] == IPv4Network("10.123.0.0/24") and len(pools) == 256 + 2
+    assert next(iter(pools)) == IPv4Network("10.123.0.0/24") and len(list(pools)) == 256 + 2
     assert ipam.choose_subnet([IPv4Network("10.123.0.0/24")], None, pools) == \
         IPv4Network("10.123.1.0/24")
     with pytest.raises(ipam.AddressExhausted):
@@ -222,3 +225,160 @@ def test_default_address_pools_are_cut_and_used_in_order():
                 {"base": "nope", "size": 24}, {"base": "10.1.0.0/16", "size": 31}):
         with pytest.raises(ipam.InvalidParameter):
             ipam.parse_pools([bad])
+
+
+# -- IPv6 --------------------------------------------------------------------------------------
+
+def test_ipv6_pool_validation():
+    p = ipam.make_pool("fd00:10::/64", version=6)
+    assert p.gateway == IPv6Address("fd00:10::1") and p.version == 6
+    # no broadcast in IPv6: the subnet's last address is a host address
+    assert p.last == int(IPv6Address("fd00:10::ffff:ffff:ffff:ffff"))
+    assert p.usable(IPv6Address("fd00:10::ffff:ffff:ffff:ffff"))
+    assert not p.usable(IPv6Address("fd00:10::")) and not p.usable(IPv6Address("fd00:10::1"))
+    for subnet, kw, wording in (
+            ("fd00:10::5/64", {}, "it should be fd00:10::/64"),
+            ("fd00:10::/127", {}, "too small"),
+            ("fd00:10::/64", {"ip_range": "10.0.0.0/24"}, "not an IPv6 network"),
+            ("fd00:10::/64", {"gateway": "10.0.0.1"}, "not an IPv6 address"),
+            ("fd00:10::/64", {"ip_range": "fd00:11::/80"}, "not within"),
+            ("fd00:10::/64", {"version": 4}, "not an IPv4 network"),
+            ("fd00:zz::/64", {}, "invalid subnet"),
+            ("fd00::/129", {}, "invalid subnet")):
+        with pytest.raises(InvalidParameter, match=wording):
+            ipam.make_pool(subnet, **kw)
+
+
+def test_dual_stack_allocation_and_release(store):
+    net = add(store, "n6", subnet="10.60.0.0/24", ipv6=True, subnet6="fd00:60::/64")
+    assert net.ipv6 and net.gateway6 == IPv6Address("fd00:60::1") and net.ip_range6 is None
+    a, b = alloc(store, "n6", "c1"), alloc(store, "n6", "c2")
+    assert (a.ip, a.ip6) == (IPv4Address("10.60.0.2"), IPv6Address("fd00:60::2"))
+    assert b.ip6 == IPv6Address("fd00:60::3") and a.prefixlen6 == 64
+    assert a.gateway6 == net.gateway6 and a.mac == "02:42:0a:3c:00:02"
+    store.release(a.id)
+    assert [e.ip6 for e in store.endpoints(network_id=net.id)] == [b.ip6]
+    # serial in IPv6 too: the released ::2 is not handed out again at once
+    assert alloc(store, "n6", "c3").ip6 == IPv6Address("fd00:60::4")
+    # an IPv4-only network's endpoints have no IPv6 address, and refuse a static one
+    add(store, "v4only", subnet="10.61.0.0/24")
+    assert alloc(store, "v4only", "c1").ip6 is None
+    with pytest.raises(InvalidParameter, match="does not have IPv6 enabled"):
+        alloc(store, "v4only", "c2", ip6="fd00:60::9")
+
+
+def test_ipv6_ip_range_exhaustion_and_wrap(store):
+    # a /126 range at the subnet's start: ::0 (the subnet's own) and ::1 (gateway) never go
+    add(store, "small", subnet="10.62.0.0/24", ipv6=True, subnet6="fd00:62::/64",
+        ip_range6="fd00:62::/126")
+    first, second = alloc(store, "small", "c1"), alloc(store, "small", "c2")
+    assert (first.ip6, second.ip6) == (IPv6Address("fd00:62::2"), IPv6Address("fd00:62::3"))
+    with pytest.raises(AddressExhausted, match="no available IPv6 addresses on network "
+                                               "range fd00:62::/126"):
+        alloc(store, "small", "c3")
+    store.release(first.id)
+    assert alloc(store, "small", "c4").ip6 == IPv6Address("fd00:62::2")  # wrapped around
+    # a failed IPv6 allocation takes no IPv4 address either (one transaction)
+    assert len(store.endpoints()) == 2
+
+
+def test_ipv6_static(store):
+    add(store, "s", subnet="10.63.0.0/24", ipv6=True, subnet6="fd00:63::/64",
+        ip_range6="fd00:63::100/120")
+    ep = alloc(store, "s", "c1", ip6="fd00:63::10")  # outside the range, inside the subnet
+    assert ep.ip6 == IPv6Address("fd00:63::10") and ep.ip == IPv4Address("10.63.0.2")
+    with pytest.raises(Conflict, match="already in use"):
+        alloc(store, "s", "c2", ip6="fd00:63::10")
+    for bad in ("fd00:63::1", "fd00:63::", "fd00:64::5", "10.63.0.9", "nonsense"):
+        with pytest.raises(InvalidParameter):
+            alloc(store, "s", "c3", ip6=bad)
+    assert alloc(store, "s", "c4").ip6 == IPv6Address("fd00:63::100")
+    assert {e.container_id for e in store.endpoints()} == {"c1", "c4"}
+
+
+def test_ipv6_overlap_and_bad_requests(store):
+    add(store, "a", subnet="10.64.0.0/24", ipv6=True, subnet6="fd00:64::/64")
+    with pytest.raises(Conflict, match="Pool overlaps with other one on this address space"):
+        add(store, "b", ipv6=True, subnet6="fd00:64::/56")
+    with pytest.raises(InvalidParameter, match="IPv6 is not enabled"):
+        add(store, "c", subnet6="fd00:65::/64")
+    with pytest.raises(InvalidParameter, match="needs a subnet"):
+        add(store, "d", ipv6=True, gateway6="fd00:66::1")
+    assert [n.name for n in store.networks()] == ["a"]  # nothing half-made
+
+
+def test_ipv6_default_is_a_ula_64_avoiding_routes_and_networks(store):
+    pools = list(itertools.islice(ipam.ula_pools("seed"), 3))
+    assert all(p.prefixlen == 64 and p.subnet_of(IPv6Network("fd00::/8")) for p in pools)
+    assert pools == list(itertools.islice(ipam.ula_pools("seed"), 3))  # stable per seed
+    assert pools[0] != next(ipam.ula_pools("another seed"))
+    a = add(store, "a", ipv6=True, host_routes=[pools[0], IPv6Network("::/0")],
+            pools6=ipam.ula_pools("seed"))
+    b = add(store, "b", ipv6=True, pools6=ipam.ula_pools("seed"))
+    c = add(store, "c", ipv6=True, pools6=ipam.ula_pools("seed"))
+    assert (a.subnet6, b.subnet6, c.subnet6) == (pools[1], pools[0], pools[2])
+    assert add(store, "d").subnet6 is None
+
+
+def test_default_address_pools_with_an_ipv6_base():
+    pools = ipam.parse_pools([{"base": "fd00:aa::/48", "size": 64},
+                              {"base": "fd00::/8", "size": 64}])  # cut lazily: 2**56 /64s
+    assert next(iter(pools)) == IPv6Network("fd00:aa::/64")
+    assert not pools.of(4) and pools.of(6).bases == pools.bases
+    assert ipam.choose_subnet([IPv6Network("fd00:aa::/64")], None, pools, 6) == \
+        IPv6Network("fd00:aa:0:1::/64")
+    with pytest.raises(ipam.InvalidParameter, match="from there to 126"):
+        ipam.parse_pools([{"base": "fd00::/48", "size": 127}])
+
+
+def test_ipv6_persisted_across_reopen(tmp_path):
+    path = str(tmp_path / "net.db")
+    s = NetworkStore(path)
+    net = s.add_network("n", bridge="br-n", ipv6=True, subnet6="fd00:66::/64",
+                        ip_range6="fd00:66::/120", gateway6="fd00:66::fe")
+    ep = alloc(s, "n", "c1")
+    assert ep.ip6 == IPv6Address("fd00:66::1")  # the gateway is elsewhere: ::1 is free
+    s2 = NetworkStore(path)
+    assert s2.network("n") == net and s2.endpoint(ep.id) == ep
+    assert net.pool6.range == IPv6Network("fd00:66::/120") and ep.gateway6 == net.gateway6
+    s2.release(ep.id)
+    assert alloc(s2, "n", "c2").ip6 == IPv6Address("fd00:66::2")  # serial point persisted
+
+
+def test_schema_1_database_is_migrated(tmp_path):
+    import sqlite3
+
+    from bosun.network import store as store_module
+
+    path = str(tmp_path / "old.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for statement in store_module._SCHEMA:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.execute("INSERT INTO networks VALUES ('x', 'old', 'bridge', 'br-old', '10.67.0.0/24', "
+                 "'10.67.0.1', NULL, 0, '{}', '{}', 0, '10.67.0.2')")
+    conn.commit()
+    conn.close()
+    s = NetworkStore(path)
+    (old,) = s.networks()
+    assert old.name == "old" and not old.ipv6
+    assert alloc(s, "old", "c1").ip == IPv4Address("10.67.0.3") and \
+        s.add_network("new", bridge="br-new", ipv6=True).ipv6
+    with sqlite3.connect(path) as c:
+        assert c.execute("SELECT version FROM schema_version").fetchone() == (2,)
+
+
+def test_firewall_renders_the_ip6_twin_only_with_an_ipv6_network():
+    v4 = BridgeRules("bra", IPv4Network("10.1.0.0/24"), False, True, True)
+    assert render("bosun_t", [v4], []).endswith("table ip6 bosun_t\ndelete table ip6 bosun_t\n")
+    v6 = BridgeRules("brc", IPv4Network("10.3.0.0/24"), False, True, True,
+                     IPv6Network("fd00:3::/64"))
+    internal6 = BridgeRules("brd", IPv4Network("10.4.0.0/24"), True, False, True,
+                            IPv6Network("fd00:4::/64"))
+    s = render("bosun_t", [v4, v6, internal6], [])
+    ip6 = s[s.index("table ip6 bosun_t {"):]
+    assert 'ip6 saddr fd00:3::/64 oifname != "brc" masquerade' in ip6
+    assert "fd00:4::" not in s  # internal: no NAT66
+    assert 'iifname "brc" oifname { "bra", "brd" } drop' in ip6  # isolation, v6 too
+    assert 'iifname "brd" oifname != "brd" drop' in ip6 and "dnat" not in ip6.split("forward")[0]

@@ -48,13 +48,15 @@ def ipam_config(subnets: list[str], gateways: list[str], ranges: list[str]) -> l
 
 
 def endpoint_config(aliases: list[str], ip: str | None, mac: str | None = None,
-                    links: list[str] | None = None) -> dict:
-    """An EndpointSettings body from --alias/--network-alias, --ip, --mac-address, --link."""
+                    links: list[str] | None = None, ip6: str | None = None) -> dict:
+    """An EndpointSettings body from --alias/--network-alias, --ip, --ip6, --mac-address,
+    --link."""
     endpoint: dict = {}
     if aliases:
         endpoint["Aliases"] = aliases
-    if ip:
-        endpoint["IPAMConfig"] = {"IPv4Address": ip}
+    ipam = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6)) if v}
+    if ipam:
+        endpoint["IPAMConfig"] = ipam
     if mac:
         endpoint["MacAddress"] = mac
     if links:
@@ -159,11 +161,12 @@ def network_rm(cli, opts, args) -> int:
          "a network", [
              Flag("alias", None, LIST, "Add network-scoped alias for the container"),
              Flag("ip", None, STR, "IPv4 address (e.g., 172.30.100.104)"),
+             Flag("ip6", None, STR, "IPv6 address (e.g., 2001:db8::33)"),
              Flag("link", None, LIST, "Add link to another container")], nargs=(2, 2))
 def network_connect(cli, opts, args) -> int:
     from bosun.cli.http import path_of
 
-    endpoint = endpoint_config(opts["alias"], opts["ip"], links=opts["link"])
+    endpoint = endpoint_config(opts["alias"], opts["ip"], links=opts["link"], ip6=opts["ip6"])
     cli.client.call("POST", f"/networks/{path_of(args[0])}/connect", None,
                     {"Container": args[1], "EndpointConfig": endpoint})
     return 0

@@ -31,6 +31,7 @@ CREATE_FLAGS = [
     Flag("init", None, BOOL, "Run an init inside the container that forwards signals and "
          "reaps processes"),
     Flag("ip", None, STR, "IPv4 address (e.g., 172.30.100.104)"),
+    Flag("ip6", None, STR, "IPv6 address (e.g., 2001:db8::33)"),
     Flag("interactive", "i", BOOL, "Keep STDIN open even if not attached"),
     Flag("label", "l", LIST, "Set meta data on a container"),
     Flag("mac-address", None, STR, "Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
@@ -192,7 +193,8 @@ def container_config(opts: dict, args: list[str], detach: bool) -> dict:
     parse_expose(opts["expose"], exposed)
     from bosun.cli.network import endpoint_config
 
-    endpoint = endpoint_config(opts["network-alias"], opts["ip"], opts["mac-address"])
+    endpoint = endpoint_config(opts["network-alias"], opts["ip"], opts["mac-address"],
+                               ip6=opts["ip6"])
     host = {
         "Binds": binds or None, "AutoRemove": opts["rm"],
         "RestartPolicy": restart_policy(opts["restart"]), "NetworkMode": network,

@@ -67,8 +67,13 @@ def empty_endpoint(ipam: dict | None = None, aliases: list[str] | None = None) -
             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
 
 
-_TOP_LEVEL = {"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-              "MacAddress": "", "SandboxID": "", "SandboxKey": ""}
+# Docker's deprecated top-level copy of the `bridge` endpoint (from EndpointSettings).
+_TOP_LEVEL_ENDPOINT = ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress",
+                       "IPv6Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen")
+
+
+def clear_top_level(ns: dict) -> None:
+    ns.update({k: 0 if k.endswith("PrefixLen") else "" for k in _TOP_LEVEL_ENDPOINT})
 
 
 # -- start and stop -----------------------------------------------------------------------
@@ -120,7 +125,8 @@ def attach(engine, c, name: str, path: str, fresh: bool = False) -> None:
     try:
         ep = engine.networks.attach(c.id, name, path, ip=ipam.get("IPv4Address") or None,
                                     aliases=conf.get("Aliases") or (), mac=mac or None,
-                                    ifnames_in_use=("lo",) if fresh else None)
+                                    ifnames_in_use=("lo",) if fresh else None,
+                                    ip6=ipam.get("IPv6Address") or None)
     except Exception as e:  # noqa: BLE001
         err = engine_error(e)
         if type(err) is SystemErr:
@@ -135,8 +141,24 @@ def attach(engine, c, name: str, path: str, fresh: bool = False) -> None:
     ns["Networks"].pop(name, None)
     ns["Networks"][ep.network_name] = settings
     if ep.network_name == DEFAULT_NETWORK:  # Docker's deprecated top-level copy
-        ns.update(EndpointID=ep.id, Gateway=settings["Gateway"], IPAddress=str(ep.ip),
-                  IPPrefixLen=ep.prefixlen, MacAddress=ep.mac)
+        ns.update({k: settings[k] for k in _TOP_LEVEL_ENDPOINT})
+
+
+def check_static_addresses(engine, network: str, conf: dict) -> None:
+    """EndpointSettings.IPAMConfig's addresses checked against the network now (Docker does
+    at create and connect), not first at start. An unknown network is reported elsewhere."""
+    from bosun.network import NetworkError, NotFound
+
+    ipam = conf.get("IPAMConfig") or {}
+    if not (ipam.get("IPv4Address") or ipam.get("IPv6Address")):
+        return
+    try:
+        engine.networks.check_addresses(network, ipam.get("IPv4Address") or None,
+                                        ipam.get("IPv6Address") or None)
+    except NotFound:
+        pass
+    except NetworkError as e:
+        raise engine_error(e) from None
 
 
 def endpoint_config(c, name: str) -> dict:
@@ -227,8 +249,8 @@ def teardown(engine, c) -> None:
     ns = c.doc.get("NetworkSettings")
     if ns is None:
         return
-    ns.update(_TOP_LEVEL)
-    ns["Ports"] = {}
+    clear_top_level(ns)
+    ns.update(SandboxID="", SandboxKey="", Ports={})
     for name, ep in list((ns.get("Networks") or {}).items()):
         ns["Networks"][name] = empty_endpoint((ep or {}).get("IPAMConfig"),
                                               (ep or {}).get("Aliases"))
@@ -262,14 +284,15 @@ def host_gateway(engine) -> str | None:
 
 
 def hosts_lines(c) -> list[str]:
-    """/etc/hosts lines for the container's own addresses (Docker's "<ip>\\t<hostname>")."""
+    """/etc/hosts lines for the container's own addresses (Docker's "<ip>\\t<hostname>", per
+    endpoint its IPv4 then its IPv6 address)."""
     cfg = c.doc["Config"]
     host = cfg.get("Hostname") or ""
     if cfg.get("Domainname"):
         host = f"{host}.{cfg['Domainname']} {host}"
-    return [f"{ep['IPAddress']}\t{host}"
-            for ep in (c.doc["NetworkSettings"].get("Networks") or {}).values()
-            if ep and ep.get("IPAddress")]
+    return [f"{ep[key]}\t{host}"
+            for ep in (c.doc["NetworkSettings"].get("Networks") or {}).values() if ep
+            for key in ("IPAddress", "GlobalIPv6Address") if ep.get(key)]
 
 
 # -- daemon start ----------------------------------------------------------------------------

@@ -91,7 +91,8 @@ def register(engine, c) -> None:
         if net_name == DEFAULT_NETWORK or not ep or not ep.get("IPAddress"):
             continue
         ep["DNSNames"] = dns_names(c, ep.get("Aliases") or ())
-        table.set_endpoint(c.id, ep["NetworkID"], net_name, ep["IPAddress"], ep["DNSNames"])
+        table.set_endpoint(c.id, ep["NetworkID"], net_name, ep["IPAddress"], ep["DNSNames"],
+                           ep.get("GlobalIPv6Address") or None)
         current.add(ep["NetworkID"])
     for net_id in table.networks_of(c.id) - current:
         table.remove_endpoint(c.id, net_id)

@@ -140,8 +140,9 @@ def create(engine, body: dict) -> dict:
         raise Forbidden(f'only one instance of "{driver}" network is allowed')
     if driver != "bridge":
         raise NotFound(f"plugin \"{driver}\" not found")
-    if body.get("EnableIPv6"):
-        raise InvalidParameter("IPv6 networks are not supported by bosun")
+    if body.get("EnableIPv4") is False:
+        raise InvalidParameter("IPv6-only networks (EnableIPv4 false) are not supported by "
+                               "bosun")
     if body.get("Ingress") or body.get("ConfigOnly") or body.get("ConfigFrom"):
         raise InvalidParameter("ingress and config-only networks are swarm features, "
                                "not supported by bosun")
@@ -149,19 +150,25 @@ def create(engine, body: dict) -> dict:
     if (ipam.get("Driver") or "default") != "default":
         raise InvalidParameter(f"IPAM driver {ipam['Driver']!r} is not supported")
     configs = [c for c in ipam.get("Config") or [] if c]
-    v4 = [c for c in configs if ":" not in (c.get("Subnet") or "")]
-    if len(v4) < len(configs):
-        raise InvalidParameter("IPv6 subnets are not supported by bosun")
-    if len(v4) > 1:
-        raise InvalidParameter("bosun supports one IPv4 subnet per network")
-    conf = v4[0] if v4 else {}
-    if conf.get("AuxiliaryAddresses"):
-        raise InvalidParameter("auxiliary addresses are not supported by bosun")
+    by_family: dict[int, dict] = {}
+    for conf in configs:
+        if not isinstance(conf, dict):
+            raise InvalidParameter("invalid IPAM config")
+        # a pool without a subnet (a gateway alone) is IPv4's, as in Docker
+        family = 6 if ":" in (conf.get("Subnet") or "") else 4
+        if family in by_family:
+            raise InvalidParameter(f"bosun supports one IPv{family} subnet per network")
+        if conf.get("AuxiliaryAddresses"):
+            raise InvalidParameter("auxiliary addresses are not supported by bosun")
+        by_family[family] = conf
+    v4, v6 = by_family.get(4, {}), by_family.get(6, {})
     options = {str(k): str(v) for k, v in (body.get("Options") or {}).items()}
     labels = {str(k): str(v) for k, v in (body.get("Labels") or {}).items()}
-    net = _net_call(engine.networks.create_network, name, driver, subnet=conf.get("Subnet"),
-                    gateway=conf.get("Gateway"), ip_range=conf.get("IPRange"),
-                    internal=bool(body.get("Internal")), options=options, labels=labels)
+    net = _net_call(engine.networks.create_network, name, driver, subnet=v4.get("Subnet"),
+                    gateway=v4.get("Gateway"), ip_range=v4.get("IPRange"),
+                    internal=bool(body.get("Internal")), options=options, labels=labels,
+                    ipv6=bool(body.get("EnableIPv6")), subnet6=v6.get("Subnet"),
+                    gateway6=v6.get("Gateway"), ip_range6=v6.get("IPRange"))
     engine.events.emit("network", "create", net.id, {"name": net.name, "type": driver})
     return {"Id": net.id, "Warning": ""}
 
@@ -226,10 +233,11 @@ def connect(engine, ref: str, c, endpoint_config: dict) -> None:
     if not isinstance(endpoint_config, dict):
         raise InvalidParameter("invalid EndpointConfig")
     ipam = endpoint_config.get("IPAMConfig") or {}
-    if name == netattach.DEFAULT_NETWORK and (ipam.get("IPv4Address") or
-                                              endpoint_config.get("Aliases")):
+    if name == netattach.DEFAULT_NETWORK and (ipam.get("IPv4Address") or ipam.get("IPv6Address")
+                                              or endpoint_config.get("Aliases")):
         raise InvalidParameter("user specified IP address and network-scoped aliases are "
                                "supported on user defined networks only")
+    netattach.check_static_addresses(engine, name, endpoint_config)
     with c.lock:
         if c.removed:
             raise NotFound(f"No such container: {c.id}")
@@ -282,7 +290,7 @@ def disconnect(engine, ref: str, container: str, force: bool) -> None:
             except Exception as e:  # noqa: BLE001
                 raise netattach.engine_error(e) from None
             if name == netattach.DEFAULT_NETWORK:
-                ns.update(EndpointID="", Gateway="", IPAddress="", IPPrefixLen=0, MacAddress="")
+                netattach.clear_top_level(ns)
             if not any(engine.networks.ports(ep) for ep in engine.networks.endpoints(c.id)):
                 # its published ports went with the endpoint
                 ns["Ports"] = {k: None for k in ns.get("Ports") or {}}

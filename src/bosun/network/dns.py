@@ -54,7 +54,8 @@ UPSTREAM_TIMEOUT = 2.0
 MAX_PENDING = 256
 MAX_TCP = 16  # TCP clients served at once (each a thread while connected)
 _TCP_IDLE = 5.0
-_EP = tuple[str, str, tuple[str, ...]]  # (ip, network name, names)
+_EP = tuple[tuple[str, ...], str, tuple[str, ...]]  # (addresses, network name, names)
+_FAMILY = {dns.rdatatype.A: 4, dns.rdatatype.AAAA: 6}
 
 
 def _norm(name: str) -> str:
@@ -68,13 +69,16 @@ class NameTable:
         self._lock = threading.Lock()
         self._eps: dict[str, dict[str, _EP]] = {}  # container → network id → endpoint
         self._links: dict[str, dict[str, str]] = {}  # container → alias → container
-        self._turn: dict[str, itertools.count] = {}  # name → round-robin counter
+        # (name, IP version) → round-robin counter
+        self._turn: dict[tuple[str, int], itertools.count] = {}
 
     def set_endpoint(self, container: str, network_id: str, network_name: str, ip: str,
-                     names: Iterable[str]) -> None:
+                     names: Iterable[str], ip6: str | None = None) -> None:
+        """`ip6`: the endpoint's IPv6 address, on an IPv6 network."""
         with self._lock:
             self._eps.setdefault(container, {})[network_id] = (
-                ip, network_name, tuple(dict.fromkeys(_norm(n) for n in names if n)))
+                tuple(a for a in (ip, ip6) if a), network_name,
+                tuple(dict.fromkeys(_norm(n) for n in names if n)))
 
     def remove_endpoint(self, container: str, network_id: str) -> None:
         with self._lock:
@@ -98,40 +102,50 @@ class NameTable:
         with self._lock:
             return set(self._eps) | set(self._links)
 
-    def lookup(self, requester: str, name: str, rotate: bool = False) -> list[str] | None:
-        """Addresses `name` has for `requester` (`rotate`: one further at each such call, for
-        round-robin); [] for a name some container has elsewhere; None for no container's."""
+    def lookup(self, requester: str, name: str, turn: int | None = None
+               ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address] | None:
+        """Addresses (IPv4 then IPv6) `name` has for `requester`; `turn` (4 or 6): that
+        family's come one further at each such call, for round-robin. [] for a name some
+        container has elsewhere; None for no container's."""
         name = _norm(name)
         with self._lock:
             mine = self._eps.get(requester, {})
             target = self._links.get(requester, {}).get(name)
-            if target is not None:  # a link alias: the target's address on a shared network
-                found = [ep[0] for net, ep in self._eps.get(target, {}).items() if net in mine]
-                return sorted(set(found))
-            found, known = set(), False
-            for eps in self._eps.values():
-                for net, (ip, net_name, names) in eps.items():
-                    # "name" and, as Docker, "name.<network>"
-                    base, dot, suffix = name.rpartition(".")
-                    if name in names or (dot and suffix == net_name.lower() and base in names):
-                        known = True
-                        if net in mine:
-                            found.add(ip)
-            if not known:
-                return None
-            out = sorted(found, key=lambda a: ipaddress.IPv4Address(a))
-            if rotate and len(out) > 1:
-                n = next(self._turn.setdefault(name, itertools.count())) % len(out)
-                out = out[n:] + out[:n]
+            if target is not None:  # a link alias: the target's addresses on shared networks
+                found = {a for net, ep in self._eps.get(target, {}).items() if net in mine
+                         for a in ep[0]}
+            else:
+                found, known = set(), False
+                for eps in self._eps.values():
+                    for net, (addrs, net_name, names) in eps.items():
+                        # "name" and, as Docker, "name.<network>"
+                        base, dot, suffix = name.rpartition(".")
+                        if name in names or (dot and suffix == net_name.lower()
+                                             and base in names):
+                            known = True
+                            if net in mine:
+                                found.update(addrs)
+                if not known:
+                    return None
+            out = []
+            for version in (4, 6):
+                group = sorted(a for a in map(ipaddress.ip_address, found)
+                               if a.version == version)
+                if turn == version and len(group) > 1:
+                    n = next(self._turn.setdefault((name, version), itertools.count()))
+                    group = group[n % len(group):] + group[:n % len(group)]
+                out += group
             return out
 
     def reverse(self, requester: str, ip: str) -> str | None:
         """The PTR name of an address on one of the requester's networks ("name.network")."""
+        want = ipaddress.ip_address(ip)
         with self._lock:
             mine = self._eps.get(requester, {})
             for eps in self._eps.values():
-                for net, (addr, net_name, names) in eps.items():
-                    if addr == ip and net in mine and names:
+                for net, (addrs, net_name, names) in eps.items():
+                    if net in mine and names and any(ipaddress.ip_address(a) == want
+                                                     for a in addrs):
                         return f"{names[0]}.{net_name}"
         return None
 
@@ -167,17 +181,21 @@ def answer(table: NameTable, requester: str,
         r.flags |= dns.flags.AA
         r.answer.append(dns.rrset.from_text(q.name, TTL, "IN", "PTR", target + "."))
         return r
-    ips = table.lookup(requester, q.name.to_text(),  # AAAA asked alongside must not turn it
-                       rotate=q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY))
+    # Each family turns on its own type's queries only (an AAAA asked alongside an A must
+    # not turn the A answers); ANY turns IPv4's.
+    ips = table.lookup(requester, q.name.to_text(),
+                       turn=4 if q.rdtype == dns.rdatatype.ANY else _FAMILY.get(q.rdtype))
     if ips is None:
         return None
     if not ips:
         return _reply(query, dns.rcode.NXDOMAIN)
     r = _reply(query)
     r.flags |= dns.flags.AA
-    if q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
-        r.answer.append(dns.rrset.from_text_list(q.name, TTL, "IN", "A", ips))
-    # AAAA and other types of a known name: an empty answer (the name exists; IPv4 only)
+    for rdtype, version in _FAMILY.items():
+        wanted = [str(a) for a in ips if a.version == version]
+        if wanted and q.rdtype in (rdtype, dns.rdatatype.ANY):
+            r.answer.append(dns.rrset.from_text_list(q.name, TTL, "IN", rdtype, wanted))
+    # other types, or a family the name has no address in: an empty answer (the name exists)
     return r
 
 

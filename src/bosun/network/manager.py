@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import ipaddress
 import os
 import socket
 import threading
@@ -32,6 +33,7 @@ from bosun.network.store import (
     Network,
     NetworkStore,
     PortBinding,
+    check_static,
 )
 
 DEFAULT_NETWORK = "bridge"
@@ -77,8 +79,10 @@ class Networks:
         self.owner = owner or table
         self.default_bridge = _check_ifname(default_bridge)
         self.veth_prefix = veth_prefix
-        # daemon config default-address-pools; None: Docker's built-in ones
-        self.pools = ipam.parse_pools(address_pools) if address_pools else None
+        # daemon config default-address-pools, per family; None: Docker's built-in ones
+        pools = ipam.parse_pools(address_pools or ())
+        self.pools = pools.of(4) or None
+        self.pools6 = pools.of(6) or None
         self._fw_lock = threading.Lock()
         os.makedirs(self.netns_dir, exist_ok=True)
 
@@ -117,7 +121,11 @@ class Networks:
     def create_network(self, name: str, driver: str = "bridge", subnet: str | None = None,
                        gateway: str | None = None, ip_range: str | None = None,
                        internal: bool = False, options: dict[str, str] | None = None,
-                       labels: dict[str, str] | None = None) -> Network:
+                       labels: dict[str, str] | None = None, ipv6: bool = False,
+                       subnet6: str | None = None, gateway6: str | None = None,
+                       ip_range6: str | None = None) -> Network:
+        """A bridge network; with `ipv6`, dual-stack (`subnet6`, else a /64 of the IPv6
+        default-address-pools, else of a ULA /48 stable for this data root)."""
         if driver != "bridge":
             raise InvalidParameter(f"network driver {driver!r} is not supported (bridge only)")
         options = dict(options or {})
@@ -126,15 +134,17 @@ class Networks:
             _check_ifname(named)
             if netlink.link_exists(named) and named not in netlink.owned_links(self.owner):
                 raise Conflict(f"interface {named} already exists on the host")
+        routes = [*(netlink.host_routes() if not subnet else ()),
+                  *(netlink.host_routes(6) if ipv6 and not subnet6 else ())]
         net = self.store.add_network(
             name, bridge=named or (lambda net_id: f"br-{net_id[:12]}"), driver=driver,
             subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
-            options=options, labels=labels,
-            host_routes=netlink.host_routes() if not subnet else (),
+            options=options, labels=labels, host_routes=routes,
             preferred=ipam.DEFAULT_BRIDGE_SUBNET if name == DEFAULT_NETWORK and self.pools is None
-            else None, pools=self.pools)
+            else None, pools=self.pools, ipv6=ipv6, subnet6=subnet6, gateway6=gateway6,
+            ip_range6=ip_range6, pools6=self.pools6 or ipam.ula_pools(self._ula_seed()))
         try:
-            netlink.enable_ip_forward()
+            netlink.enable_ip_forward(net.ipv6)
             self._make_bridge(net)
             self._render()
         except BaseException:
@@ -144,9 +154,18 @@ class Networks:
             raise
         return net
 
+    def _ula_seed(self) -> str:
+        """What the ULA Global ID derives from: the `bridge` network's id, random once per
+        data root (moby uses its engine id), so the prefix is stable across restarts."""
+        try:
+            return self.store.network(DEFAULT_NETWORK).id
+        except NotFound:
+            return self.store.path
+
     def _make_bridge(self, net: Network) -> None:
-        netlink.ensure_bridge(net.bridge, net.gateway, net.subnet.prefixlen, net.mtu,
-                              ipam.mac_for(net.gateway), self._alias("net", net.id))
+        netlink.ensure_bridge(net.bridge, _interfaces(net.gateway, net.subnet, net.gateway6,
+                                                      net.subnet6),
+                              net.mtu, ipam.mac_for(net.gateway), self._alias("net", net.id))
 
     def remove_network(self, ref: str) -> Network:
         net = self.store.network(ref)
@@ -167,20 +186,25 @@ class Networks:
         """Docker's NetworkResource shape. Containers are keyed by id; their "Name" is left
         to the engine, which knows container names."""
         net = self.store.network(ref)
-        config = {"Subnet": str(net.subnet), "Gateway": str(net.gateway)}
-        if net.ip_range:
-            config["IPRange"] = str(net.ip_range)
+        configs = []
+        for subnet, gateway, ip_range in ((net.subnet, net.gateway, net.ip_range),
+                                          (net.subnet6, net.gateway6, net.ip_range6)):
+            if subnet is not None:
+                configs.append({"Subnet": str(subnet), "Gateway": str(gateway),
+                                **({"IPRange": str(ip_range)} if ip_range else {})})
         return {
             "Name": net.name, "Id": net.id,
             "Created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(net.created))
             + f".{int(net.created % 1 * 1e9):09d}Z",
-            "Scope": "local", "Driver": net.driver, "EnableIPv4": True, "EnableIPv6": False,
-            "IPAM": {"Driver": "default", "Options": None, "Config": [config]},
+            "Scope": "local", "Driver": net.driver, "EnableIPv4": True,
+            "EnableIPv6": net.ipv6,
+            "IPAM": {"Driver": "default", "Options": None, "Config": configs},
             "Internal": net.internal, "Attachable": False, "Ingress": False,
             "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
             "Containers": {ep.container_id: {
                 "Name": "", "EndpointID": ep.id, "MacAddress": ep.mac,
-                "IPv4Address": f"{ep.ip}/{ep.prefixlen}", "IPv6Address": ""}
+                "IPv4Address": f"{ep.ip}/{ep.prefixlen}",
+                "IPv6Address": f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else ""}
                 for ep in self.store.endpoints(network_id=net.id)},
             "Options": dict(net.options), "Labels": dict(net.labels),
         }
@@ -202,7 +226,8 @@ class Networks:
 
     def attach(self, container_id: str, network: str, netns_path: str, ip: str | None = None,
                aliases: Iterable[str] = (), mac: str | None = None,
-               ifnames_in_use: Iterable[str] | None = None) -> Endpoint:
+               ifnames_in_use: Iterable[str] | None = None, ip6: str | None = None
+               ) -> Endpoint:
         """`ifnames_in_use`: the namespace's links other than bosun's endpoints, when the
         caller knows them (("lo",) for a namespace it just made); else they are listed."""
         if not netlink.is_netns(netns_path):
@@ -211,17 +236,29 @@ class Networks:
             ifnames_in_use = netlink.netns_links(netns_path)
         ep = self.store.allocate(network, container_id, netns_path=netns_path,
                                  ifnames_in_use=ifnames_in_use,
-                                 veth_prefix=self.veth_prefix, ip=ip, mac=mac, aliases=aliases)
+                                 veth_prefix=self.veth_prefix, ip=ip, mac=mac, aliases=aliases,
+                                 ip6=ip6)
         try:
             netlink.create_endpoint(
                 host_veth=ep.host_veth, bridge=ep.bridge, netns_path=netns_path,
-                ifname=ep.ifname, ip=ep.ip, prefixlen=ep.prefixlen, mac=ep.mac, mtu=ep.mtu,
-                gateway=None if ep.internal else ep.gateway,
+                ifname=ep.ifname, addresses=_interfaces(ep.ip, ep.subnet, ep.ip6, ep.subnet6),
+                mac=ep.mac, mtu=ep.mtu,
+                gateways=[] if ep.internal else [g for g in (ep.gateway, ep.gateway6) if g],
                 alias=self._alias("ep", ep.id))
         except BaseException:
             self.store.release(ep.id)
             raise
         return ep
+
+    def check_addresses(self, network: str, ip: str | None = None, ip6: str | None = None
+                        ) -> None:
+        """An endpoint's static addresses checked before any attach (at container create and
+        connect, as Docker does): each of a family the network has, in its subnet. Whether
+        they are free is known only when one is taken."""
+        net = self.store.network(network)
+        for version, addr in ((4, ip), (6, ip6)):
+            if addr:
+                check_static(net, version, addr)
 
     def detach(self, container_id: str, network: str) -> None:
         self._detach(self.store.find_endpoint(network, container_id))
@@ -250,8 +287,10 @@ class Networks:
         return {"IPAMConfig": None, "Links": None, "Aliases": list(ep.aliases) or None,
                 "MacAddress": ep.mac, "DriverOpts": None, "NetworkID": ep.network_id,
                 "EndpointID": ep.id, "Gateway": "" if ep.internal else str(ep.gateway),
-                "IPAddress": str(ep.ip), "IPPrefixLen": ep.prefixlen, "IPv6Gateway": "",
-                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+                "IPAddress": str(ep.ip), "IPPrefixLen": ep.prefixlen,
+                "IPv6Gateway": str(ep.gateway6) if ep.ip6 and not ep.internal else "",
+                "GlobalIPv6Address": str(ep.ip6 or ""), "GlobalIPv6PrefixLen": ep.prefixlen6,
+                "DNSNames": None}
 
     # -- published ports ------------------------------------------------------------------
 
@@ -297,7 +336,8 @@ class Networks:
 
     def _render(self) -> None:
         with self._firewall_lock():
-            bridges = [firewall.BridgeRules(n.bridge, n.subnet, n.internal, n.masquerade, n.icc)
+            bridges = [firewall.BridgeRules(n.bridge, n.subnet, n.internal, n.masquerade, n.icc,
+                                            n.subnet6)
                        for n in self.store.networks()]
             ports = [firewall.PortRule(p.bridge, p.proto, p.host_ip, p.host_port,
                                        p.container_ip, p.container_port)
@@ -313,9 +353,10 @@ class Networks:
         no longer knows deleted, namespace files of dead containers unmounted (only when
         `live_containers` is given), rules re-rendered. Returns what it did."""
         done: dict[str, list[str]] = {"bridges": [], "endpoints": [], "links": [], "netns": []}
-        if self.store.networks():
-            netlink.enable_ip_forward()
-        for net in self.store.networks():
+        networks = self.store.networks()
+        if networks:
+            netlink.enable_ip_forward(any(n.ipv6 for n in networks))
+        for net in networks:
             if not netlink.link_exists(net.bridge):
                 done["bridges"].append(net.bridge)
             self._make_bridge(net)
@@ -349,6 +390,12 @@ class Networks:
         firewall.delete_table(self.table)
         for name in os.listdir(self.netns_dir):
             netlink.remove_netns(os.path.join(self.netns_dir, name))
+
+
+def _interfaces(ip, subnet, ip6, subnet6) -> list[netlink.Interface]:
+    """An IPv4 address and maybe an IPv6 one (None: no IPv6), with their prefix lengths."""
+    return [ipaddress.ip_interface(f"{a}/{n.prefixlen}")
+            for a, n in ((ip, subnet), (ip6, subnet6)) if a is not None]
 
 
 def _ephemeral_range() -> tuple[int, int]:

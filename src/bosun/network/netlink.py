@@ -17,9 +17,16 @@ import errno
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from typing import TypeVar
 
 from pyroute2 import IPRoute
@@ -30,6 +37,7 @@ from bosun.network import rtnl
 
 T = TypeVar("T")
 NETLINK_ROUTE = 0
+Interface = IPv4Interface | IPv6Interface
 
 
 @contextmanager
@@ -90,11 +98,14 @@ def _index(ipr: IPRoute, name: str) -> int | None:
 
 # -- host state -----------------------------------------------------------------------------
 
-def host_routes() -> list[IPv4Network]:
-    """Every IPv4 destination the host routes (all tables), for choosing a free subnet."""
+def host_routes(version: int = 4) -> list[IPv4Network] | list[IPv6Network]:
+    """Every destination of one family the host routes (all tables), for choosing a free
+    subnet (an IPv6 host address's prefix has its route too)."""
+    family, net, anywhere = ((socket.AF_INET, IPv4Network, "0.0.0.0") if version == 4 else
+                             (socket.AF_INET6, IPv6Network, "::"))
     with _host() as ipr:
-        return [IPv4Network(f"{r.get('dst') or '0.0.0.0'}/{r['dst_len']}", strict=False)
-                for r in ipr.get_routes(family=socket.AF_INET)]
+        return [net(f"{r.get('dst') or anywhere}/{r['dst_len']}", strict=False)
+                for r in ipr.get_routes(family=family)]
 
 
 def set_sysctl(path: str, value: str) -> None:
@@ -113,10 +124,14 @@ def set_netns_sysctls(netns_path: str, values: dict[str, str]) -> None:
         in_netns(netns_path, write)
 
 
-def enable_ip_forward() -> None:
+def enable_ip_forward(ipv6: bool = False) -> None:
     # Containers reach beyond their bridge only with forwarding on (Docker sets it too).
     # It is never restored: other networks and the host's admin may rely on it by then.
+    # IPv6 forwarding only once an IPv6 network exists: it also stops the host's interfaces
+    # from accepting router advertisements (where accept_ra is 1).
     set_sysctl("net/ipv4/ip_forward", "1")
+    if ipv6:
+        set_sysctl("net/ipv6/conf/all/forwarding", "1")
 
 
 def link_exists(name: str) -> bool:
@@ -145,10 +160,11 @@ def delete_link(name: str) -> bool:
 
 # -- bridges --------------------------------------------------------------------------------
 
-def ensure_bridge(name: str, gateway: IPv4Address, prefixlen: int, mtu: int, mac: str,
+def ensure_bridge(name: str, addresses: Sequence[Interface], mtu: int, mac: str,
                   alias: str) -> None:
-    """Create the bridge if missing (or finish one a crash left half-made): gateway address,
-    MTU, alias, up. Idempotent, and safe against another process doing the same."""
+    """Create the bridge if missing (or finish one a crash left half-made): its gateway
+    addresses (one per family), MTU, alias, up. Idempotent, and safe against another
+    process doing the same."""
     with _host() as ipr:
         idx = _index(ipr, name)
         if idx is None:
@@ -163,15 +179,13 @@ def ensure_bridge(name: str, gateway: IPv4Address, prefixlen: int, mtu: int, mac
                 link.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_KIND") != "bridge":
             raise OSError(errno.EEXIST, f"{name} exists and is not a bridge")
         ipr.link("set", index=idx, mtu=mtu, ifalias=alias)
-        have = {(a.get("address"), a["prefixlen"]) for a in
-                ipr.get_addr(index=idx, family=socket.AF_INET)}
-        if (str(gateway), prefixlen) not in have:
-            try:
-                ipr.addr("add", index=idx, address=str(gateway), prefixlen=prefixlen)
-            except NetlinkError as e:
-                if e.code != errno.EEXIST:
-                    raise
+        have = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
         ipr.link("set", index=idx, state="up")
+    missing = [a for a in addresses if (str(a.ip), a.network.prefixlen) not in have]
+    if missing:  # (another process adding one meanwhile is fine)
+        with rtnl.Rtnl() as host:
+            host.call(*[rtnl.add_addr(idx, str(a.ip), a.network.prefixlen, ok=(errno.EEXIST,))
+                        for a in missing])
     # 127.0.0.1:<published port> is DNATed to a container behind this bridge: without it the
     # kernel drops the loopback-sourced packet as martian before masquerade rewrites it.
     set_sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
@@ -180,15 +194,28 @@ def ensure_bridge(name: str, gateway: IPv4Address, prefixlen: int, mtu: int, mac
 # -- endpoints ------------------------------------------------------------------------------
 
 def create_endpoint(*, host_veth: str, bridge: str, netns_path: str, ifname: str,
-                    ip: IPv4Address, prefixlen: int, mac: str, mtu: int,
-                    gateway: IPv4Address | None, alias: str) -> None:
+                    addresses: Sequence[Interface], mac: str, mtu: int,
+                    gateways: Sequence[IPv4Address | IPv6Address], alias: str) -> None:
     """A veth pair: the host end on the bridge, the other created directly inside the
     namespace as `ifname` (no rename, no window where it sits on the host), with the
-    address, MAC, MTU, and a default route via `gateway` unless the namespace has one.
-    Two batched netlink writes on the host and two in the namespace (see rtnl.py)."""
+    addresses, MAC, MTU, and per gateway a default route of its family unless the
+    namespace has one. Without an IPv6 address, IPv6 is off on the interface (as Docker
+    does); with one, router advertisements are ignored (bosun routes it). Two batched
+    netlink writes on the host and two in the namespace (see rtnl.py)."""
     br = _if_index(bridge)
     if br is None:
         raise OSError(errno.ENODEV, f"bridge {bridge} does not exist")
+    conf = f"net/ipv6/conf/{ifname}/"
+    if any(a.version == 6 for a in addresses):
+        sysctls = {conf + "disable_ipv6": "0", conf + "accept_ra": "0"}
+    else:  # (a kernel without IPv6 has nothing to turn off)
+        sysctls = {conf + "disable_ipv6": "1"} if os.path.isdir("/proc/sys/net/ipv6") else {}
+
+    def enter() -> socket.socket:  # the thread that enters the namespace writes them too
+        for key, value in sysctls.items():
+            set_sysctl(key, value)
+        return _netlink_socket()
+
     ns_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         with rtnl.Rtnl() as host:
@@ -197,12 +224,16 @@ def create_endpoint(*, host_veth: str, bridge: str, netns_path: str, ifname: str
         try:
             _write_sys(host_veth, "ifalias", alias)
             set_hairpin(host_veth)
-            with rtnl.Rtnl(in_netns(netns_path, _netlink_socket)) as ns:
+            with rtnl.Rtnl(in_netns(netns_path, enter)) as ns:
                 eth = ns.index(ifname)
-                steps = [rtnl.add_addr(eth, str(ip), prefixlen), rtnl.link_up(ifname)]
-                if gateway is not None:
-                    steps.append(rtnl.default_route(str(gateway), eth))
-                ns.call(*steps)
+                # IPv6 addresses after the link is up: on a down link one gets no prefix
+                # route, and the default route via the gateway would fail (EHOSTUNREACH)
+                ns.call(*[rtnl.add_addr(eth, str(a.ip), a.network.prefixlen)
+                          for a in addresses if a.version == 4],
+                        rtnl.link_up(ifname),
+                        *[rtnl.add_addr(eth, str(a.ip), a.network.prefixlen)
+                          for a in addresses if a.version == 6],
+                        *[rtnl.default_route(str(gw), eth) for gw in gateways])
         except BaseException:
             delete_link(host_veth)
             raise

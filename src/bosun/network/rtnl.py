@@ -84,7 +84,7 @@ def del_link(name: str) -> Request:
                                             [("IFLA_IFNAME", name)]), ok=(errno.ENODEV,))
 
 
-def add_addr(index: int, address: str, prefixlen: int) -> Request:
+def add_addr(index: int, address: str, prefixlen: int, ok: Iterable[int] = ()) -> Request:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     attrs = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
     flags = 0
@@ -93,7 +93,8 @@ def add_addr(index: int, address: str, prefixlen: int) -> Request:
         flags = 0x02  # IFA_F_NODAD: usable at once, the bridge's IPAM made it unique
     return Request(f"add address {address}/{prefixlen}", _build(
         ifaddrmsg, RTM_NEWADDR, _CREATE,
-        {"family": family, "prefixlen": prefixlen, "index": index, "flags": flags}, attrs))
+        {"family": family, "prefixlen": prefixlen, "index": index, "flags": flags}, attrs),
+        ok=ok)
 
 
 def default_route(gateway: str, oif: int) -> Request:

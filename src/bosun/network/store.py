@@ -7,32 +7,35 @@ UNIQUE(network_id, ip) constraint backs that up. Every call opens its own connec
 (network changes are rare next to their netlink work, and a connection is never shared
 between threads nor across fork()).
 
-Schema (version 1):
+Schema (version 2; version 1 had no *6 columns, they are added in place):
     networks(id, name UNIQUE, driver, bridge UNIQUE, subnet, gateway, ip_range, internal,
-             options JSON, labels JSON, created, last_ip)   last_ip: serial allocation point
+             options JSON, labels JSON, created, last_ip,   last_ip: serial allocation point
+             subnet6, gateway6, ip_range6, last_ip6)        NULL subnet6: no IPv6
     endpoints(id, network_id -> networks, container_id, ip, mac, host_veth UNIQUE, ifname,
-              netns_path, aliases JSON, created)   UNIQUE(network_id, ip),
-                                                   UNIQUE(network_id, container_id)
+              netns_path, aliases JSON, created, ip6)   UNIQUE(network_id, ip),
+                                                        UNIQUE(network_id, ip6),
+                                                        UNIQUE(network_id, container_id)
     ports(endpoint_id -> endpoints ON DELETE CASCADE, proto, host_ip, host_port,
           container_port)   PRIMARY KEY(proto, host_ip, host_port)
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from bosun.network import ipam
 from bosun.network.errors import Conflict, InvalidParameter, NetworkError, NotFound
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = [
     """CREATE TABLE networks (
         id       TEXT PRIMARY KEY,
@@ -72,6 +75,18 @@ _SCHEMA = [
         PRIMARY KEY (proto, host_ip, host_port)
     )""",
 ]
+# Statements taking a database from version N-1 to N (a new one runs them all after _SCHEMA).
+_MIGRATIONS = {
+    2: ["ALTER TABLE networks ADD COLUMN subnet6 TEXT",
+        "ALTER TABLE networks ADD COLUMN gateway6 TEXT",
+        "ALTER TABLE networks ADD COLUMN ip_range6 TEXT",
+        "ALTER TABLE networks ADD COLUMN last_ip6 TEXT",
+        "ALTER TABLE endpoints ADD COLUMN ip6 TEXT",
+        # NULLs are distinct in a UNIQUE index: IPv4-only endpoints never clash
+        "CREATE UNIQUE INDEX endpoints_ip6 ON endpoints(network_id, ip6)"],
+}
+# Per family: the network's subnet and serial point, the endpoint's address.
+_COLUMNS = {4: ("subnet", "last_ip", "ip"), 6: ("subnet6", "last_ip6", "ip6")}
 
 OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
 OPT_MTU = "com.docker.network.driver.mtu"
@@ -92,10 +107,26 @@ class Network:
     options: dict[str, str]
     labels: dict[str, str]
     created: float
+    subnet6: IPv6Network | None = None  # None: IPv4 only
+    gateway6: IPv6Address | None = None
+    ip_range6: IPv6Network | None = None
 
     @property
     def pool(self) -> ipam.Pool:
         return ipam.Pool(self.subnet, self.gateway, self.ip_range or self.subnet)
+
+    @property
+    def pool6(self) -> ipam.Pool | None:
+        if self.subnet6 is None:
+            return None
+        return ipam.Pool(self.subnet6, self.gateway6, self.ip_range6 or self.subnet6)
+
+    def pool_of(self, version: int) -> ipam.Pool | None:
+        return self.pool if version == 4 else self.pool6
+
+    @property
+    def ipv6(self) -> bool:
+        return self.subnet6 is not None
 
     @property
     def mtu(self) -> int:
@@ -129,10 +160,17 @@ class Endpoint:
     gateway: IPv4Address
     internal: bool
     mtu: int
+    ip6: IPv6Address | None = None  # None: the network has no IPv6
+    subnet6: IPv6Network | None = None
+    gateway6: IPv6Address | None = None
 
     @property
     def prefixlen(self) -> int:
         return self.subnet.prefixlen
+
+    @property
+    def prefixlen6(self) -> int:
+        return self.subnet6.prefixlen if self.subnet6 is not None else 0
 
 
 @dataclass(frozen=True)
@@ -158,18 +196,24 @@ def _flag(value: str | None, default: bool) -> bool:
     raise InvalidParameter(f"invalid boolean option value {value!r}")
 
 
+def _opt(kind, value):
+    return kind(value) if value else None
+
+
 def _network(row: Sequence) -> Network:
     return Network(id=row[0], name=row[1], driver=row[2], bridge=row[3],
                    subnet=IPv4Network(row[4]), gateway=IPv4Address(row[5]),
-                   ip_range=IPv4Network(row[6]) if row[6] else None, internal=bool(row[7]),
-                   options=json.loads(row[8]), labels=json.loads(row[9]), created=row[10])
+                   ip_range=_opt(IPv4Network, row[6]), internal=bool(row[7]),
+                   options=json.loads(row[8]), labels=json.loads(row[9]), created=row[10],
+                   subnet6=_opt(IPv6Network, row[11]), gateway6=_opt(IPv6Address, row[12]),
+                   ip_range6=_opt(IPv6Network, row[13]))
 
 
 _NET_COLS = "n.id, n.name, n.driver, n.bridge, n.subnet, n.gateway, n.ip_range, n.internal, " \
-            "n.options, n.labels, n.created"
+            "n.options, n.labels, n.created, n.subnet6, n.gateway6, n.ip_range6"
 _EP_COLS = "e.id, e.network_id, e.container_id, e.ip, e.mac, e.host_veth, e.ifname, " \
            "e.netns_path, e.aliases, e.created, n.name, n.bridge, n.subnet, n.gateway, " \
-           "n.internal, n.options"
+           "n.internal, n.options, e.ip6, n.subnet6, n.gateway6"
 
 
 def _endpoint(row: Sequence) -> Endpoint:
@@ -178,13 +222,61 @@ def _endpoint(row: Sequence) -> Endpoint:
                     aliases=tuple(json.loads(row[8])), created=row[9], network_name=row[10],
                     bridge=row[11], subnet=IPv4Network(row[12]), gateway=IPv4Address(row[13]),
                     internal=bool(row[14]),
-                    mtu=int(json.loads(row[15]).get(OPT_MTU) or 1500))
+                    mtu=int(json.loads(row[15]).get(OPT_MTU) or 1500),
+                    ip6=_opt(IPv6Address, row[16]), subnet6=_opt(IPv6Network, row[17]),
+                    gateway6=_opt(IPv6Address, row[18]))
 
 
 def _port(row: Sequence) -> PortBinding:
     return PortBinding(endpoint_id=row[0], proto=row[1], host_ip=IPv4Address(row[2]),
                        host_port=row[3], container_port=row[4],
                        container_ip=IPv4Address(row[5]), bridge=row[6])
+
+
+def _new_pool(c: sqlite3.Connection, version: int, subnet: str | None, gateway: str | None,
+              ip_range: str | None, host_routes: list, preferred, pools) -> ipam.Pool:
+    """A new network's pool in one family: the given subnet unless it overlaps another
+    network's, or the first free one of `pools`."""
+    col = _COLUMNS[version][0]
+    others = [ipaddress.ip_network(r[0]) for r in
+              c.execute(f"SELECT {col} FROM networks WHERE {col} IS NOT NULL")]
+    if subnet:
+        pool = ipam.make_pool(subnet, gateway, ip_range, version)
+        for other in others:
+            if pool.subnet.overlaps(other):
+                raise Conflict(f"invalid pool request: Pool overlaps with other one "
+                               f"on this address space ({other})")
+        return pool
+    chosen = ipam.choose_subnet([*host_routes, *others], preferred, pools, version)
+    return ipam.make_pool(str(chosen))
+
+
+def check_static(net: Network, version: int, ip: str,
+                 allocated: Collection[ipam.IPAddress] = ()) -> ipam.IPAddress:
+    """A static address for an endpoint on `net`: of a family the network has, usable in
+    its subnet, not in `allocated`."""
+    pool = net.pool_of(version)
+    if pool is None:
+        raise InvalidParameter(f"cannot use IPv{version} address {ip}: network {net.name} "
+                               f"does not have IPv{version} enabled (--ipv{version})")
+    return ipam.check_static(pool, ip, allocated)
+
+
+def _take(c: sqlite3.Connection, net: Network, version: int, static: str | None
+          ) -> ipam.IPAddress:
+    """An address of `net` in one family for a new endpoint: `static` if usable and free,
+    else the next free one after the network's serial point (which moves on)."""
+    _, last_col, ip_col = _COLUMNS[version]
+    pool = net.pool_of(version)
+    taken = {ipaddress.ip_address(r[0]) for r in c.execute(
+        f"SELECT {ip_col} FROM endpoints WHERE network_id = ? AND {ip_col} IS NOT NULL",
+        (net.id,))}
+    if static:
+        return check_static(net, version, static, taken)
+    last = c.execute(f"SELECT {last_col} FROM networks WHERE id = ?", (net.id,)).fetchone()[0]
+    addr = ipam.next_free(pool, taken, ipaddress.ip_address(last) if last else None)
+    c.execute(f"UPDATE networks SET {last_col} = ? WHERE id = ?", (str(addr), net.id))
+    return addr
 
 
 class NetworkStore:
@@ -203,10 +295,15 @@ class NetworkStore:
             if row is None:
                 for statement in _SCHEMA:
                     c.execute(statement)
-                c.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] != SCHEMA_VERSION:
+                c.execute("INSERT INTO schema_version VALUES (1)")
+                row = (1,)
+            if row[0] > SCHEMA_VERSION:
                 raise NetworkError(f"{self.path}: network database schema {row[0]}, this "
                                    f"bosun knows {SCHEMA_VERSION}")
+            for version in range(row[0] + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[version]:
+                    c.execute(statement)
+                c.execute("UPDATE schema_version SET version = ?", (version,))
 
     @contextmanager
     def _tx(self, write: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
@@ -231,20 +328,28 @@ class NetworkStore:
                     subnet: str | None = None, gateway: str | None = None,
                     ip_range: str | None = None, internal: bool = False,
                     options: dict[str, str] | None = None, labels: dict[str, str] | None = None,
-                    host_routes: Iterable[IPv4Network] = (),
+                    host_routes: Iterable[ipam.IPNetwork] = (),
                     preferred: IPv4Network | None = None,
                     network_id: str | None = None,
-                    pools: list[IPv4Network] | None = None) -> Network:
+                    pools: Iterable[ipam.IPNetwork] | None = None, ipv6: bool = False,
+                    subnet6: str | None = None, gateway6: str | None = None,
+                    ip_range6: str | None = None,
+                    pools6: Iterable[IPv6Network] | None = None) -> Network:
         """Record a network. Without `subnet`, the first of `pools` (Docker's defaults when
-        None; `preferred` first) that overlaps neither `host_routes` nor another network. `bridge` may be a function
-        of the new network's id (br-<12 hex>)."""
+        None; `preferred` first) that overlaps neither `host_routes` nor another network.
+        With `ipv6`, the same for `subnet6` from `pools6` (a ULA prefix when None). `bridge`
+        may be a function of the new network's id (br-<12 hex>)."""
         if not name:
             raise InvalidParameter("network name is empty")
         options, labels = dict(options or {}), dict(labels or {})
-        if gateway and not subnet:
-            raise InvalidParameter("a gateway needs a subnet (--subnet)")
-        if ip_range and not subnet:
-            raise InvalidParameter("an ip-range needs a subnet (--subnet)")
+        for sub, gw, rng in ((subnet, gateway, ip_range), (subnet6, gateway6, ip_range6)):
+            if gw and not sub:
+                raise InvalidParameter("a gateway needs a subnet (--subnet)")
+            if rng and not sub:
+                raise InvalidParameter("an ip-range needs a subnet (--subnet)")
+        if subnet6 and not ipv6:
+            raise InvalidParameter(f"IPv6 subnet {subnet6} given, but IPv6 is not enabled "
+                                   "on the network (--ipv6)")
         for key in (OPT_MASQUERADE, OPT_ICC):
             _flag(options.get(key), True)  # refuse a bad value now, not at a later render
         if options.get(OPT_MTU):
@@ -261,21 +366,19 @@ class NetworkStore:
                 raise Conflict(f"network with name {name} already exists")
             if c.execute("SELECT 1 FROM networks WHERE bridge = ?", (br,)).fetchone():
                 raise Conflict(f"bridge name {br} is already used by another network")
-            others = [IPv4Network(r[0]) for r in c.execute("SELECT subnet FROM networks")]
-            if subnet:
-                pool = ipam.make_pool(subnet, gateway, ip_range)
-                for other in others:
-                    if pool.subnet.overlaps(other):
-                        raise Conflict(f"invalid pool request: Pool overlaps with other one "
-                                       f"on this address space ({other})")
-            else:
-                chosen = ipam.choose_subnet([*host_routes, *others], preferred, pools)
-                pool = ipam.make_pool(str(chosen))
-            c.execute("INSERT INTO networks VALUES (?,?,?,?,?,?,?,?,?,?,?,NULL)",
+            host_routes = list(host_routes)
+            pool = _new_pool(c, 4, subnet, gateway, ip_range, host_routes, preferred, pools)
+            pool6 = _new_pool(c, 6, subnet6, gateway6, ip_range6, host_routes, None,
+                              pools6 if pools6 is not None else ipam.ula_pools(self.path)
+                              ) if ipv6 else None
+            c.execute("INSERT INTO networks (id, name, driver, bridge, subnet, gateway, "
+                      "ip_range, internal, options, labels, created, subnet6, gateway6, "
+                      "ip_range6) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                       (net_id, name, driver, br, str(pool.subnet), str(pool.gateway),
                        str(pool.range) if ip_range else None, int(internal),
                        json.dumps(options, sort_keys=True), json.dumps(labels, sort_keys=True),
-                       time.time()))
+                       time.time(), pool6 and str(pool6.subnet), pool6 and str(pool6.gateway),
+                       str(pool6.range) if pool6 and ip_range6 else None))
             return _network(c.execute(f"SELECT {_NET_COLS} FROM networks n WHERE id = ?",
                                       (net_id,)).fetchone())
 
@@ -320,8 +423,9 @@ class NetworkStore:
     def allocate(self, network: str, container_id: str, *, netns_path: str,
                  ifname: str | None = None, ifnames_in_use: Iterable[str] = (),
                  veth_prefix: str = "veth", ip: str | None = None, mac: str | None = None,
-                 aliases: Iterable[str] = ()) -> Endpoint:
-        """Take an address (static `ip`, or the next free one) and record the endpoint.
+                 aliases: Iterable[str] = (), ip6: str | None = None) -> Endpoint:
+        """Take an address (static `ip`, or the next free one), and an IPv6 one likewise on
+        an IPv6 network (static `ip6`), and record the endpoint.
         Without `ifname`, the first ethN that neither `ifnames_in_use` (the namespace's
         links) nor another endpoint in the same namespace has."""
         if len(veth_prefix) > 8:
@@ -334,15 +438,8 @@ class NetworkStore:
                          (net.id, container_id)).fetchone():
                 raise Conflict(f"container {container_id[:12]} is already attached to "
                                f"network {net.name}")
-            taken = {IPv4Address(r[0]) for r in
-                     c.execute("SELECT ip FROM endpoints WHERE network_id = ?", (net.id,))}
-            if ip:
-                addr = ipam.check_static(net.pool, ip, taken)
-            else:
-                last = c.execute("SELECT last_ip FROM networks WHERE id = ?",
-                                 (net.id,)).fetchone()[0]
-                addr = ipam.next_free(net.pool, taken, IPv4Address(last) if last else None)
-                c.execute("UPDATE networks SET last_ip = ? WHERE id = ?", (str(addr), net.id))
+            addr = _take(c, net, 4, ip)
+            addr6 = _take(c, net, 6, ip6) if net.ipv6 or ip6 else None
             if ifname is None:
                 used = set(ifnames_in_use) | {r[0] for r in c.execute(
                     "SELECT ifname FROM endpoints WHERE netns_path = ?", (netns_path,))}
@@ -351,9 +448,12 @@ class NetworkStore:
             # 15 characters at most (IFNAMSIZ); the random part makes a clash unlikely and
             # the UNIQUE column makes it an error instead of a shared name.
             veth = veth_prefix + secrets.token_hex(4)[:15 - len(veth_prefix)]
-            c.execute("INSERT INTO endpoints VALUES (?,?,?,?,?,?,?,?,?,?)",
+            c.execute("INSERT INTO endpoints (id, network_id, container_id, ip, mac, "
+                      "host_veth, ifname, netns_path, aliases, created, ip6) "
+                      "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                       (ep_id, net.id, container_id, str(addr), mac or ipam.mac_for(addr), veth,
-                       ifname, netns_path, json.dumps(list(aliases)), time.time()))
+                       ifname, netns_path, json.dumps(list(aliases)), time.time(),
+                       addr6 and str(addr6)))
             return self._endpoint(c, ep_id)
 
     @staticmethod

@@ -218,8 +218,9 @@ class BosunDaemon:
             dnat = [r for r in rules if any("dnat" in stmt for stmt in r.get("expr", ()))]
             if dnat:
                 problems.append(f"published-port rules left in nft table {owner}: {len(dnat)}")
-        if rules is not None:
-            firewall.delete_table(owner)
+        if firewall.table_rules(owner, "ip6") is not None:
+            problems.append(f"nft table ip6 {owner} left (no IPv6 network remains)")
+        firewall.delete_table(owner)
         netns_dir = self.exec_root / "network" / "netns"
         if netns_dir.is_dir():
             for name in os.listdir(netns_dir):

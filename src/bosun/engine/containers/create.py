@@ -212,6 +212,10 @@ def _networking_config(engine, nc: dict | None, hc: dict) -> dict:
             if conf.get("Aliases"):
                 raise InvalidParameter("network-scoped alias is supported only for "
                                        "containers in user defined networks")
+        else:
+            from bosun.engine.netattach import check_static_addresses
+
+            check_static_addresses(engine, name, conf)
         eps[name] = conf
     if mode in eps:
         eps = {mode: eps.pop(mode), **eps}
