@@ -420,3 +420,30 @@ def test_token_registry_credentials_per_request(daemon, sdk, token_registry, rep
     assert sdk.images.get(f"{ref}:v1").id == image_id
     assert any(r.method == "POST" and r.user == user for r in token_registry.token_server.requests)
     daemon.docker("rmi", f"{ref}:v1")
+
+
+def test_docker_io_pulls_go_to_the_registry_mirror(daemon, open_registry, tmp_path):
+    """A daemon with a registry mirror pulls Docker Hub names from it (this machine has no
+    route to Docker Hub: only the mirror can have served the image)."""
+    name = f"bsnmirror-{secrets.token_hex(4)}"
+    mirrored = f"{open_registry.host}/library/{name}:v1"
+    image_id = import_unique(daemon, mirrored)
+    daemon.docker("push", mirrored)
+    d = BosunDaemon(str(tmp_path / "mirrored"),
+                    extra_args=("--registry-mirror", f"http://{open_registry.host}"))
+    d.data_root.mkdir(parents=True)
+    d.start()
+    try:
+        pulled = out(d.docker("pull", f"{name}:v1"))
+        assert f"Status: Downloaded newer image for {name}:v1" in pulled
+        info = json.loads(out(d.docker("image", "inspect", f"{name}:v1")))[0]
+        assert info["Id"] == image_id
+        assert info["RepoTags"] == [f"{name}:v1"]  # Docker Hub's name, not the mirror's
+        # a name the mirror does not have: the mirror's answer, then the (unreachable)
+        # origin's, fail the pull with an error, not a hang or a traceback
+        r = d.docker("pull", f"{name}-missing:v1", check=False, timeout=120)
+        assert r.returncode != 0 and r.stderr.strip() and b"Traceback" not in r.stderr
+    finally:
+        problems = d.teardown()
+        daemon.docker("rmi", mirrored)
+    assert not problems, problems
