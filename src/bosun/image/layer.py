@@ -130,6 +130,11 @@ class _Prefixed:
             data, self._head = self._head[:n], self._head[n:]
         return data
 
+    def readinto(self, buf) -> int:  # (igzip reads its input this way)
+        data = self.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
 
 class HashingReader:
     """Passes reads through, hashing every byte: the diff ID is computed while unpacking."""
@@ -240,9 +245,11 @@ def open_decompressed(stream: BinaryIO, allowed: tuple[str, ...] | None = None):
         raise LayerError(f"unsupported layer compression: {found}")
     src = _Prefixed(head, stream)
     if found == "gzip":
-        import gzip
+        # ISA-L's inflate: ~2.4x zlib's here (0.24 vs 0.57 s for a 48 MB layer), the same
+        # GzipFile interface and checks (CRC, length, several members)
+        from isal import igzip
 
-        return gzip.GzipFile(fileobj=src, mode="rb"), found
+        return igzip.IGzipFile(fileobj=src, mode="rb"), found
     if found == "zstd":
         import zstandard
 
@@ -275,8 +282,10 @@ def stream_errors() -> tuple[type[BaseException], ...]:
     import lzma
     import zlib
 
+    from isal import isal_zlib
+
     errs: list[type[BaseException]] = [tarfile.TarError, EOFError, zlib.error,
-                                       lzma.LZMAError]
+                                       isal_zlib.error, lzma.LZMAError]
     try:
         import zstandard
 
