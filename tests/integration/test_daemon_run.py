@@ -298,7 +298,9 @@ def test_parallel_runs_leave_nothing(daemon, tmp_path):
         t.start()
     for t in threads:
         t.join(150)
-    assert {i: r for i, r in results.items() if r[0] != 0} == {}
+    failed = {i: r for i, r in results.items() if r[0] != 0}
+    assert not failed, "\n".join(f"run {i}: exit {code}\n{err}" for i, (code, err)
+                                  in failed.items()) + "\n" + daemon.log_tail()
     assert len(results) == n
     ids = [(tmp_path / f"cid{i}").read_text().strip() for i in range(n)]
     assert len(set(ids)) == n and all(re.fullmatch(r"[0-9a-f]{64}", i) for i in ids)

@@ -15,7 +15,8 @@ def start(root: str, cid: str, log=None, container: Container | None = None) -> 
     status = c.status()
     if status != CREATED:
         raise StateError(f"cannot start a container in state {status!r}"
-                         + (": it has already been started" if status == "running" else ""))
+                         + (": it has already been started" if status == "running" else
+                            f" ({_init_condition(c)})" if status == "stopped" else ""))
     import select
 
     # Opening the read end releases the init blocked opening the write end; it then writes
@@ -50,3 +51,19 @@ def start(root: str, cid: str, log=None, container: Container | None = None) -> 
         else:
             hooks.run(c.config, "poststart", state)
     return c
+
+
+def _init_condition(c: Container) -> str:
+    """Why the init counts as not alive: gone, a zombie, or another process on its pid."""
+    pid, start = c.pid, c.record.get("pid_start")
+    if not pid:
+        return "no init recorded"
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return f"init {pid} has exited"
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return f"init {pid} has exited, not yet reaped"
+    return f"pid {pid} started at {int(fields[19])}, the init at {start}"
