@@ -85,29 +85,31 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
                  "pid": 0, "bundle": bundle}
         if config.get("annotations"):
             state["annotations"] = config["annotations"]
-        while True:
-            msg = parent.recv("userns", "pid", "hooks", "ready")
-            if msg["t"] == "userns":
-                from bosun.runtime.nsenter import write_id_maps
 
-                write_id_maps(stage1_pid, linux)
-                parent.send("mapped")
-            elif msg["t"] == "pid":
-                init_pid = msg["pid"]
-                state["pid"] = init_pid
-                c.record.update(pid=init_pid, pid_start=proc_start_time(init_pid))
-                c.save(durable=False)
-                if cgroups.UNIFIED in cg_dirs:
-                    # pid 1 waits for this before it unshares its cgroup namespace
-                    cgroups.move(init_pid, cg_dirs[cgroups.UNIFIED])
-                    parent.send("placed")
-                _reap(stage1_pid)
-                stage1_pid = 0
-            elif msg["t"] == "hooks":
-                hooks.run(config, "", state, kinds=("prestart", "createRuntime"))
-                parent.send("hooks-done", state=state)  # the init runs createContainer
-            else:
-                break
+        def on_userns() -> None:
+            from bosun.runtime.nsenter import write_id_maps
+
+            write_id_maps(stage1_pid, linux)
+            parent.send("mapped")
+
+        def on_pid(pid: int) -> None:
+            nonlocal init_pid, stage1_pid
+            init_pid = pid
+            state["pid"] = init_pid
+            c.record.update(pid=init_pid, pid_start=proc_start_time(init_pid))
+            c.save(durable=False)
+            if cgroups.UNIFIED in cg_dirs:
+                # pid 1 waits for this before it unshares its cgroup namespace
+                cgroups.move(init_pid, cg_dirs[cgroups.UNIFIED])
+                parent.send("placed")
+            _reap(stage1_pid)
+            stage1_pid = 0
+
+        def on_hooks() -> None:
+            hooks.run(config, "", state, kinds=("prestart", "createRuntime"))
+            parent.send("hooks-done", state=state)  # the init runs createContainer
+
+        handshake(parent.recv, on_userns, on_pid, on_hooks)
         del c.record["creating"]
         c.save()
         if pid_file:
@@ -130,6 +132,35 @@ def create(root: str, cid: str, bundle: str, *, console_socket: str | None = Non
                 obj.close()
         if dirfd is not None:
             os.close(dirfd)
+
+
+def handshake(recv, on_userns, on_pid, on_hooks) -> None:
+    """Serve the init's setup messages until it is ready: "userns" (stage 1 needs its id
+    maps), "pid" (stage 1 forked pid 1), "hooks" (pid 1 built the rootfs). pid 1 may outrun
+    stage 1, which reports pid 1's pid only after forking it: under load stage 1 can lose
+    the CPU for longer than pid 1 takes to build the rootfs. Hooks need the pid, and a
+    "ready" taken without it would leave the record with none (`start` then sees a stopped
+    container), so "hooks" waits for "pid" (pid 1 waits for "hooks-done": nothing else can
+    come early)."""
+    init_pid = 0
+    deferred = None
+    while True:
+        if deferred is not None and init_pid:
+            msg, deferred = deferred, None
+        else:
+            msg = recv("userns", "pid", "hooks", "ready")
+        kind = msg["t"]
+        if kind in ("hooks", "ready") and not init_pid:
+            deferred = msg
+        elif kind == "userns":
+            on_userns()
+        elif kind == "pid":
+            init_pid = msg["pid"]
+            on_pid(init_pid)
+        elif kind == "hooks":
+            on_hooks()
+        else:
+            return
 
 
 def _seccomp(linux: dict, root: str):
