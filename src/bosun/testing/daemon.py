@@ -181,7 +181,7 @@ class BosunDaemon:
                     delete(str(runtime_root), name, force=True)
                 except RuntimeErr:
                     pass
-        for pid in _shims_of(self.exec_root):
+        for pid in _shims_of(self.workdir):
             problems.append(f"shim left: {pid}")
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -237,25 +237,36 @@ class BosunDaemon:
         return problems
 
 
-def _shims_of(exec_root: Path) -> list[int]:
-    """Live processes whose cwd or open files point into exec_root (shims hold shim.sock)."""
+def _shims_of(root: Path) -> list[int]:
+    """Live processes tied to `root`: their cwd, an open file, or a unix socket bound there
+    (a shim's only tie may be its listener, bound under a short temporary name)."""
+    prefix = str(root)
+    sockets = set()  # inodes of unix sockets bound under root
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 8 and fields[7].startswith(prefix):
+                    sockets.add(fields[6])
+    except OSError:
+        pass
     out = []
-    root = str(exec_root)
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():
             continue
         try:
+            targets = [os.readlink(f"/proc/{name}/cwd")]
             for fd in os.listdir(f"/proc/{name}/fd"):
                 try:
-                    target = os.readlink(f"/proc/{name}/fd/{fd}")
+                    targets.append(os.readlink(f"/proc/{name}/fd/{fd}"))
                 except OSError:
                     continue
-                if target.startswith(root):
-                    if _alive(int(name)):
-                        out.append(int(name))
-                    break
         except OSError:
             continue
+        if any(t.startswith(prefix) or (t.startswith("socket:[") and t[8:-1] in sockets)
+               for t in targets) and _alive(int(name)):
+            out.append(int(name))
     return out
 
 
