@@ -349,12 +349,11 @@ def duration_or_time(value: str | None) -> str | None:
     """--since/--until as unix seconds, computed here as docker's CLI does."""
     if not value:
         return None
-    from bosun.engine.errors import InvalidParameter
-    from bosun.engine.logs import parse_time
+    from bosun.gosyntax import GoSyntaxError, parse_timestamp
 
     try:
-        t = parse_time(value)
-    except InvalidParameter as e:
+        t = parse_timestamp(value)
+    except GoSyntaxError as e:
         raise StatusError(1, f"{e}") from None
     return f"{t:.9f}".rstrip("0").rstrip(".")
 

@@ -37,22 +37,6 @@ _CHUNK = 64 * 1024
 
 # -- timestamps ------------------------------------------------------------------------------
 
-def _days_from_civil(y: int, m: int, d: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date (no datetime import needed)."""
-    y -= m <= 2
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def _days_in_month(y: int, m: int) -> int:
-    if m == 2:
-        return 29 if (y % 4 == 0 and y % 100 != 0) or y % 400 == 0 else 28
-    return 30 if m in (4, 6, 9, 11) else 31
-
-
 def _utc_seconds(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // _NS))
 
@@ -70,115 +54,14 @@ def format_time_fixed(ns: int) -> str:
     return f"{_utc_seconds(ns)}.{ns % _NS:09d}Z"
 
 
-def _digits(text: str, n: int | None = None) -> int:
-    if not text or not text.isascii() or not text.isdigit() or (n is not None and len(text) != n):
-        raise ValueError(text)
-    return int(text)
-
-
-def _parse_time_ns(text: str, local_offset: int | None = None) -> int:
-    """`YYYY-MM-DD[THH[:MM[:SS[.frac]]]]` with a zone ("Z" or ±HH:MM), or without one when
-    `local_offset` (seconds east of UTC) is given → unix nanoseconds. ValueError otherwise."""
-    zone = 0
-    if text.endswith("Z"):
-        text = text[:-1]
-    elif len(text) > 6 and text[-6] in "+-" and text[-3] == ":":
-        sign = 1 if text[-6] == "+" else -1
-        zone = sign * (_digits(text[-5:-3], 2) * 3600 + _digits(text[-2:], 2) * 60)
-        text = text[:-6]
-    elif local_offset is not None:
-        zone = local_offset
-    else:
-        raise ValueError("no time zone")
-    date, _, clock = text.partition("T")
-    parts = date.split("-")
-    if len(parts) != 3:
-        raise ValueError(date)
-    y, m, d = _digits(parts[0], 4), _digits(parts[1], 2), _digits(parts[2], 2)
-    if not 1 <= m <= 12 or not 1 <= d <= _days_in_month(y, m):
-        raise ValueError(date)
-    hms, frac = clock, ""
-    if "." in clock:
-        hms, _, frac = clock.partition(".")
-        _digits(frac)
-    fields = [_digits(f, 2) for f in hms.split(":")] if "T" in text else []
-    if len(fields) > 3 or (frac and len(fields) != 3):
-        raise ValueError(clock)
-    hour, minute, second = (fields + [0, 0, 0])[:3]
-    if hour > 23 or minute > 59 or second > 59:
-        raise ValueError(clock)
-    seconds = _days_from_civil(y, m, d) * 86400 + hour * 3600 + minute * 60 + second - zone
-    return seconds * _NS + int(frac[:9].ljust(9, "0") or 0)
-
-
-_DURATION_UNITS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000,
-                   "s": _NS, "m": 60 * _NS, "h": 3600 * _NS}
-
-
-def _parse_duration_ns(text: str) -> int:
-    """Go's time.ParseDuration ("300ms", "-1.5h", "2h45m") → nanoseconds; ValueError."""
-    sign, rest = 1, text
-    if rest[:1] in ("+", "-"):
-        sign, rest = (-1 if rest[0] == "-" else 1), rest[1:]
-    if rest == "0":
-        return 0
-    if not rest:
-        raise ValueError(text)
-    total = 0
-    while rest:
-        i = 0
-        while i < len(rest) and (rest[i].isdigit() or rest[i] == "."):
-            i += 1
-        number, rest = rest[:i], rest[i:]
-        whole, _, frac = number.partition(".")
-        if not (whole or frac) or number.count(".") > 1 or not (whole + frac).isascii():
-            raise ValueError(text)
-        j = 0
-        while j < len(rest) and not (rest[j].isdigit() or rest[j] == "."):
-            j += 1
-        unit, rest = rest[:j], rest[j:]
-        if unit not in _DURATION_UNITS:
-            raise ValueError(text)
-        scale = _DURATION_UNITS[unit]
-        total += int(whole or 0) * scale + int(frac or 0) * scale // 10 ** len(frac)
-    return sign * total
-
-
-def _parse_unix(value: str) -> float:
-    """`seconds[.fraction]` (Docker's parseTimestamp) → float."""
-    sec, dot, frac = value.partition(".")
-    sign = -1 if sec.startswith("-") else 1
-    seconds = _digits(sec[1:] if sec[:1] in "+-" else sec)
-    nanos = int(frac[:9].ljust(9, "0")) if dot and _digits(frac) >= 0 else 0
-    return sign * seconds + nanos / _NS
-
-
 def parse_time(value: str, now: float | None = None) -> float:
-    """A `since`/`until` value as Docker accepts it (moby's GetTimestamp): a Go duration
-    ("10m": that long before now, whole seconds), an RFC 3339 date or time (local time when
-    it has no zone), or unix seconds with an optional fraction. "" is 0 (not set).
-    InvalidParameter for anything else."""
-    if value == "":
-        return 0.0
-    now = time.time() if now is None else now
-    if value != "0":
-        try:
-            return float((int(now * _NS) - _parse_duration_ns(value)) // _NS)
-        except ValueError:
-            pass
-    # as GetTimestamp: no zone written (no "Z", "+" or three dashes) means local time
-    in_location = not any(ch in value for ch in "zZ+") and value.count("-") != 3
-    local = time.localtime(now).tm_gmtoff if in_location else None
+    """gosyntax.parse_timestamp (moby's GetTimestamp), InvalidParameter for bad input."""
+    from bosun.gosyntax import parse_timestamp
+
     try:
-        return _parse_time_ns(value.replace("z", "Z"), local) / _NS
-    except ValueError:
-        if "-" in value:
-            raise InvalidParameter(f'parsing time "{value}": not an RFC 3339 time') from None
-    try:
-        return _parse_unix(value)
-    except ValueError:
-        raise InvalidParameter(
-            f'failed to parse value as time or duration: "{value}"') from None
+        return parse_timestamp(value, now)
+    except ValueError as e:
+        raise InvalidParameter(str(e)) from None
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -365,12 +248,14 @@ def _tail_offset(fd: int, size: int, lines: int) -> tuple[int, int]:
 def _decoder() -> Callable[[bytes], tuple[int, int, bytes] | None]:
     import json  # here, not at module load: the writer's process never reads
 
+    from bosun.gosyntax import parse_rfc3339_ns
+
     def decode(line: bytes) -> tuple[int, int, bytes] | None:
         """A json-file line → (unix ns, stream id, payload); None when it is not one."""
         try:
             entry = json.loads(line)
             stream = _STREAM_IDS[entry["stream"]]
-            ns = _parse_time_ns(entry["time"])
+            ns = parse_rfc3339_ns(entry["time"])
             text = entry.get("log", "")
             if not isinstance(text, str):
                 return None
