@@ -95,7 +95,7 @@ def system_info(engine) -> dict:
     v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
     cfg = engine.config
     return {
-        "ID": _daemon_id(engine), "Containers": len(cs), "ContainersRunning": running,
+        "ID": engine.daemon_id(), "Containers": len(cs), "ContainersRunning": running,
         "ContainersPaused": paused, "ContainersStopped": len(cs) - running - paused,
         "Images": len(engine.images.images()),
         "Driver": "overlay2" if type(engine.images.snapshots).__name__.startswith("Overlay")
@@ -150,22 +150,6 @@ def _os_name() -> str:
     except OSError:
         pass
     return "Linux"
-
-
-def _daemon_id(engine) -> str:
-    """A stable ID for this daemon's data root (Docker keeps one in its engine-id file)."""
-    from bosun.runtime.state import atomic_write
-
-    path = os.path.join(engine.data_root, "engine-id")
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except FileNotFoundError:
-        import uuid
-
-        value = str(uuid.uuid4())
-        atomic_write(path, value.encode(), 0o600)
-        return value
 
 
 def disk_usage(engine) -> dict:

@@ -93,6 +93,21 @@ class Engine:
     def runtime_root(self) -> str:
         return os.path.join(self.exec_root, "runtime")
 
+    def daemon_id(self) -> str:
+        """A stable ID for this data root (Docker keeps one in its engine-id file)."""
+        path = os.path.join(self.data_root, "engine-id")
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            import uuid
+
+            from bosun.runtime.state import atomic_write
+
+            value = str(uuid.uuid4())
+            atomic_write(path, value.encode(), 0o600)
+            return value
+
     def container_dir(self, cid: str) -> str:
         return os.path.join(self.containers_dir, cid)
 
