@@ -55,15 +55,14 @@ def start(root: str, cid: str, log=None, container: Container | None = None) -> 
 
 def _init_condition(c: Container) -> str:
     """Why the init counts as not alive: gone, a zombie, or another process on its pid."""
+    from bosun.runtime.state import proc_stat
+
     pid, start = c.pid, c.record.get("pid_start")
     if not pid:
         return "no init recorded"
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
+    stat = proc_stat(pid)
+    if stat is None:
         return f"init {pid} has exited"
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
+    if stat[0] in (b"Z", b"X"):
         return f"init {pid} has exited, not yet reaped"
-    return f"pid {pid} started at {int(fields[19])}, the init at {start}"
+    return f"pid {pid} started at {stat[1]}, the init at {start}"

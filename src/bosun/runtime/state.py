@@ -61,17 +61,22 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, durable: bool = True
         os.close(dfd)
 
 
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks); None if gone or a zombie."""
+def proc_stat(pid: int) -> tuple[bytes, int] | None:
+    """(state letter, start time in clock ticks) of /proc/<pid>/stat (fields 3 and 22);
+    None if there is no such process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
+    return fields[0], int(fields[19])
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The process's start time; None if gone or a zombie."""
+    stat = proc_stat(pid)
+    return None if stat is None or stat[0] in (b"Z", b"X") else stat[1]
 
 
 class Container:
