@@ -36,7 +36,6 @@ from bosun.kernel import CLONE_NEWNET, LINUX, MNT_DETACH, MS_BIND
 from bosun.network import rtnl
 
 T = TypeVar("T")
-NETLINK_ROUTE = 0
 Interface = IPv4Interface | IPv6Interface
 
 
@@ -85,8 +84,7 @@ def in_netns(netns_path: str, fn: Callable[[], T]) -> T:
 @contextmanager
 def _netns(netns_path: str) -> Iterator[IPRoute]:
     """An rtnetlink handle inside the namespace mounted at `netns_path`."""
-    sock = in_netns(netns_path, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM,
-                                                      NETLINK_ROUTE))
+    sock = in_netns(netns_path, rtnl.open_socket)
     with IPRoute(fileno=sock.detach()) as ipr:
         yield ipr
 
@@ -214,7 +212,7 @@ def create_endpoint(*, host_veth: str, bridge: str, netns_path: str, ifname: str
     def enter() -> socket.socket:  # the thread that enters the namespace writes them too
         for key, value in sysctls.items():
             set_sysctl(key, value)
-        return _netlink_socket()
+        return rtnl.open_socket()
 
     ns_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -239,11 +237,6 @@ def create_endpoint(*, host_veth: str, bridge: str, netns_path: str, ifname: str
             raise
     finally:
         os.close(ns_fd)
-
-
-def _netlink_socket() -> socket.socket:
-    return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                         NETLINK_ROUTE)
 
 
 def _if_index(name: str) -> int | None:
@@ -303,7 +296,7 @@ def create_netns(path: str) -> None:
     def make() -> socket.socket:
         LINUX.unshare(CLONE_NEWNET)  # this thread alone moves to the new namespace
         LINUX.mount("/proc/thread-self/ns/net", path, None, MS_BIND)
-        return _netlink_socket()
+        return rtnl.open_socket()
 
     try:
         with rtnl.Rtnl(_in_thread(make)) as ns:

@@ -108,13 +108,19 @@ def default_route(gateway: str, oif: int) -> Request:
         [("RTA_GATEWAY", gateway), ("RTA_OIF", oif)]), ok=(errno.EEXIST,))
 
 
+def open_socket() -> socket.socket:
+    """A route netlink socket in the calling thread's network namespace (datagram: for
+    netlink the same as raw, and what pyroute2's IPRoute accepts to adopt)."""
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+                         NETLINK_ROUTE)
+
+
 class Rtnl:
     """A route netlink socket in the network namespace of the thread that makes it (or
     adopts `sock`, made in another one); `call()` sends requests in one write."""
 
     def __init__(self, sock: socket.socket | None = None):
-        self.sock = sock or socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                          NETLINK_ROUTE)
+        self.sock = sock or open_socket()
         if self.sock.family == socket.AF_NETLINK:  # (unit tests pass a socketpair's end)
             self.sock.bind((0, 0))
         self._seq = 0
