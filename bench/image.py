@@ -387,7 +387,7 @@ class Docker(Contender):
             raise Failed(f"images left in dockerd after rmi + prune: {left}")
 
 
-class BosunDaemon(Contender):
+class BosunDaemonPull(Contender):
     """`docker pull` through bosun's daemon: the same CLI as the docker contender, and a
     daemon already running, as dockerd is."""
 
@@ -539,12 +539,12 @@ def main() -> int:
                 else:
                     contenders.append(Bosun(work, ref, summary["config"]))
             elif name == "bosund":
-                from bosun.testing.daemon import BosunDaemon as Daemon
+                from bosun.testing.daemon import BosunDaemon
 
-                d = Daemon(str(work / "bd"))
+                d = BosunDaemon(str(work / "bd"))
                 stack.callback(lambda: d.teardown())
                 d.start()
-                contenders.append(BosunDaemon(d, ref, summary["config"]))
+                contenders.append(BosunDaemonPull(d, ref, summary["config"]))
             elif name == "docker":
                 (work / "d").mkdir()
                 # Debian's CLI beside Debian's daemon, when it is there
