@@ -270,20 +270,6 @@ def test_inspect_shapes(daemon, tmp_path):
 
 # -- many at once ---------------------------------------------------------------------------------
 
-def _shims(daemon) -> list[int]:
-    """Shim processes: the daemon's descendants but for the daemon and its fork-server."""
-    top = daemon.proc.pid
-    return [pid for pid in daemon.shim_pids() if pid != top and _ppid(pid) != top]
-
-
-def _ppid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1
-
-
 def test_parallel_runs_leave_nothing(daemon, tmp_path):
     n = 20
     results: dict[int, tuple[int, str]] = {}
@@ -313,6 +299,36 @@ def test_parallel_runs_leave_nothing(daemon, tmp_path):
     leftover_cgroups = [p for cid in ids for p in glob.glob(f"/sys/fs/cgroup/*/*/{cid}")]
     assert leftover_cgroups == []
     deadline = time.monotonic() + 10  # a shim exits just after it reported the exit
-    while _shims(daemon) and time.monotonic() < deadline:
+    while daemon.shim_pids() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _shims(daemon) == []
+    assert daemon.shim_pids() == []
+
+
+def test_shim_is_named_and_parents_the_container(daemon):
+    """`ps` shows a bosun-shim per container (as containerd-shim shows for Docker), working in
+    the container's directory, the parent of the container's init; the daemon's other
+    helper is bosun-forksrv."""
+    cid = out(daemon, "run", "-d", "busybox", "sleep", "60").strip()
+    try:
+        pid = int(out(daemon, "inspect", "-f", "{{.State.Pid}}", cid))
+        with open(f"/proc/{pid}/stat") as f:
+            shim = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{shim}/comm") as f:
+            assert f.read().strip() == "bosun-shim"
+        assert os.path.basename(os.readlink(f"/proc/{shim}/cwd")) == cid
+        assert shim in daemon.shim_pids()
+        helpers = [p for p in os.listdir("/proc") if p.isdigit()
+                   and _read(f"/proc/{p}/comm") == "bosun-forksrv"
+                   and _read(f"/proc/{p}/stat").rsplit(")", 1)[-1].split()[1:2]
+                   == [str(daemon.proc.pid)]]
+        assert len(helpers) == 1
+    finally:
+        daemon.docker("rm", "-f", cid)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""

@@ -10,6 +10,7 @@ What a shim costs is what it writes to after the fork (copy-on-write), so this p
 exec'd fresh rather than forked from the daemon, and imports only what shims and the runtime
 need: never `threading`, whose at-fork handler alone made every shim ~0.5 MB bigger, nor the
 daemon's API stack. `gc.freeze()` keeps the collector from touching the shared objects.
+In ps they show as bosun-forksrv and a bosun-shim per container.
 
 Protocol: SOCK_SEQPACKET, one JSON message per packet. The daemon sends
 {"op": "shim", "args": {...}} with one file descriptor attached (SCM_RIGHTS): the socket on
@@ -116,6 +117,7 @@ def _preload() -> None:
 def _serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _set_name("bosun-forksrv")
     _preload()
     import gc
 
@@ -143,6 +145,7 @@ def _serve(sock: socket.socket) -> None:
             code = 1
             try:
                 sock.close()
+                _set_name("bosun-shim")
                 from bosun.engine import shim
 
                 shim.main(msg["args"], fds[0] if fds else -1)
@@ -152,6 +155,21 @@ def _serve(sock: socket.socket) -> None:
         for fd in fds:
             os.close(fd)
         _send(sock, {"pid": pid})
+
+
+def _set_name(name: str) -> None:
+    """The process's name in ps and top (/proc/self/comm, at most 15 bytes): shims show as
+    bosun-shim, not as python3.11 beside the daemon."""
+    try:
+        fd = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, name.encode()[:15])
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _reap() -> None:

@@ -148,6 +148,7 @@ class Shim:
         from bosun.kernel import LINUX, PR_SET_CHILD_SUBREAPER
 
         LINUX.prctl(PR_SET_CHILD_SUBREAPER, 1)  # the container's init becomes our child
+        os.chdir(self.dir)  # as containerd-shim does: ps and /proc tell whose shim we are
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)

@@ -131,21 +131,16 @@ class BosunDaemon:
         self.proc = None
 
     def shim_pids(self) -> list[int]:
-        """Processes of this daemon's shims (they outlive the daemon)."""
+        """This daemon's shims (they outlive the daemon): processes named bosun-shim whose
+        working directory is their container's, under our exec root."""
         out = []
-        needle = str(self.exec_root).encode()
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
+        for pid in _shims_of(self.exec_root):
             try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    f.read(0)
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    cmd = f.read()
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == "bosun-shim":
+                        out.append(pid)
             except OSError:
                 continue
-            if needle in cmd and _alive(int(name)):
-                out.append(int(name))
         return out
 
     def teardown(self) -> list[str]:
