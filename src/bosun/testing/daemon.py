@@ -146,9 +146,11 @@ class BosunDaemon:
     def teardown(self) -> list[str]:
         """Remove all containers, stop the daemon, clean up; return what was left over."""
         problems = []
+        made: set[str] = set()  # container IDs, which name their cgroups
         if self.proc is not None and self.proc.poll() is None:
-            r = self.docker("ps", "-aq", check=False, timeout=30)
+            r = self.docker("ps", "-aq", "--no-trunc", check=False, timeout=30)
             ids = r.stdout.decode().split()
+            made = set(ids) | self._created_ids()
             if ids:
                 self.docker("rm", "-f", *ids, check=False, timeout=120)
             r = self.docker("network", "ls", "-q", "--filter", "type=custom", check=False,
@@ -176,6 +178,14 @@ class BosunDaemon:
                     delete(str(runtime_root), name, force=True)
                 except RuntimeErr:
                     pass
+        left = _cgroups_named(made)
+        if left:
+            problems.append(f"cgroups left: {left}")
+            for d in sorted(left, key=len, reverse=True):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
         for pid in _shims_of(self.workdir):
             problems.append(f"shim left: {pid}")
             try:
@@ -189,6 +199,13 @@ class BosunDaemon:
         shutil.rmtree(self.workdir, ignore_errors=True)
         return problems
 
+    def _created_ids(self) -> set[str]:
+        """IDs of the containers created since the daemon started, as far as its kept events
+        go back (removed containers included)."""
+        r = self.docker("events", "--since", "0", "--until", f"{time.time():.3f}", "--filter",
+                        "type=container", "--filter", "event=create", "--format", "{{.ID}}",
+                        check=False, timeout=30)
+        return set(r.stdout.decode().split())
 
     def _network_leftovers(self) -> list[str]:
         """After the daemon stopped with every container and user network removed: only its
@@ -263,6 +280,17 @@ def _shims_of(root: Path) -> list[int]:
                for t in targets) and _alive(int(name)):
             out.append(int(name))
     return out
+
+
+def _cgroups_named(names: set[str]) -> list[str]:
+    """Cgroup directories, in any hierarchy and at any depth, whose name is in names."""
+    from bosun.runtime import cgroups
+
+    out = []
+    for mnt in set(cgroups.hierarchies().values()) if names else ():
+        for dirpath, dirnames, _ in os.walk(mnt):
+            out += [os.path.join(dirpath, d) for d in dirnames if d in names]
+    return sorted(out)
 
 
 def inspect_container(daemon: BosunDaemon, name: str) -> dict:
