@@ -51,12 +51,16 @@ def ip_on(c: dict, network: str) -> str:
 
 def lookup(daemon, container: str, name: str) -> list[str] | None:
     """The IPv4 addresses busybox's nslookup (asking the resolv.conf's server) prints for
-    `name` in `container`; None when the name is not found. (Containers asking for names
-    that may not be local have `--dns` the fake upstream: nothing goes to the host's.)"""
+    `name` in `container`; None when the resolver answers that the name does not exist.
+    Any other failure (no answer, SERVFAIL, a failed exec) is an error, not "not found".
+    (Containers asking for names that may not be local have `--dns` the fake upstream:
+    nothing goes to the host's.)"""
     r = daemon.docker("exec", container, "nslookup", name, check=False)
     text = r.stdout.decode()
-    if r.returncode or "can't find" in text:
+    if f"server can't find {name}: NXDOMAIN" in text:
         return None
+    assert r.returncode == 0 and "can't find" not in text, \
+        f"nslookup {name} in {container} → {r.returncode}\n{text}{r.stderr.decode()}"
     answers = text.split("Name:", 1)[1] if "Name:" in text else ""
     return re.findall(r"Address:\s*(\d+\.\d+\.\d+\.\d+)\s*$", answers, re.M)
 
