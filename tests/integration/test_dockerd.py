@@ -84,7 +84,8 @@ def test_run_rm_prints_hi(dockerd):
     # --rm: gone from docker and from the runtime's state root
     assert dockerd.docker("ps", "-aq", "--filter", f"name=^{name}$").stdout == ""
     for root in dockerd.exec_root.glob("runtime-*/*"):
-        assert dockerd.runtime(root, "list", "-q").stdout == ""
+        r = dockerd.runtime(root, "list", "-q")
+        assert (r.returncode, r.stdout) == (0, ""), r.stderr
 
 
 def test_run_returns_the_exit_status(dockerd):
