@@ -63,8 +63,8 @@ def test_detached_logs_stop_rm(daemon):
     assert state["Status"] == "exited" and state["ExitCode"] == 137
     daemon.docker("rm", "ticker")
     r = daemon.docker("inspect", "ticker", check=False)
-    assert r.returncode == 1 and "No such object" in r.stderr.decode() or \
-        "No such container" in r.stderr.decode()
+    err = r.stderr.decode()
+    assert r.returncode == 1 and ("No such object" in err or "No such container" in err)
 
 
 def test_logs_follow_ends_with_container(daemon):
