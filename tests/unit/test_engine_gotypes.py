@@ -49,6 +49,24 @@ def test_well_typed_bodies_pass_and_strslices_become_lists():
     assert body["Cmd"] == "true"  # the caller's body is left alone
 
 
+@pytest.mark.parametrize("schema, struct, body, message", [
+    (G.NETWORK_CREATE, "CreateRequest", {"Name": "n", "IPAM": "x"},
+     "string into Go struct field CreateRequest.IPAM of type network.IPAM"),
+    (G.NETWORK_CREATE, "CreateRequest", {"Name": "n", "Options": {"mtu": 1500}},
+     "number 1500 into Go struct field CreateRequest.Options of type string"),
+    (G.VOLUME_CREATE, "CreateOptions", {"Name": 5},
+     "number 5 into Go struct field CreateOptions.Name of type string"),
+    (G.EXEC_START, "ExecStartCheck", {"Detach": "yes"},
+     "string into Go struct field ExecStartCheck.Detach of type bool"),
+    (G.UPDATE_CONFIG, "UpdateConfig", {"CpuShares": 2 ** 64},
+     "number 18446744073709551616 into Go struct field UpdateConfig.CpuShares of type int64"),
+])
+def test_other_bodies(schema, struct, body, message):
+    with pytest.raises(InvalidParameter) as e:
+        G.check(body, schema, struct)
+    assert message in str(e.value)
+
+
 def test_null_elements_are_zero_values():
     out = create({"HostConfig": {"VolumesFrom": [None], "Ulimits": [None],
                                  "ConsoleSize": [None, 5]}})

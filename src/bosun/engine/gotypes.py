@@ -229,6 +229,23 @@ CONTAINER_CREATE = Struct("ContainerConfigWrapper", {
         "EndpointsConfig": Map(ENDPOINT_SETTINGS, "map[string]*network.EndpointSettings")}),
 })
 
+NETWORK_CREATE = Struct("network.CreateRequest", {
+    "Name": "string", "CheckDuplicate": "bool", "Driver": "string", "Scope": "string",
+    "EnableIPv4": "bool", "EnableIPv6": "bool",
+    "IPAM": Struct("network.IPAM", {
+        "Driver": "string", "Options": _STR_MAP,
+        "Config": List(Struct("network.IPAMConfig", {
+            "Subnet": "string", "IPRange": "string", "Gateway": "string",
+            "AuxiliaryAddresses": _STR_MAP}))}),
+    "Internal": "bool", "Attachable": "bool", "Ingress": "bool", "ConfigOnly": "bool",
+    "ConfigFrom": Struct("network.ConfigReference", {"Network": "string"}),
+    "Options": _STR_MAP, "Labels": _STR_MAP,
+})
+
+VOLUME_CREATE = Struct("volume.CreateOptions", {
+    "Name": "string", "Driver": "string", "DriverOpts": _STR_MAP, "Labels": _STR_MAP,
+})
+
 EXEC_CREATE = Struct("ExecConfig", {
     "User": "string", "Privileged": "bool", "Tty": "bool", "ConsoleSize": List("uint", "*[2]uint"),
     "AttachStdin": "bool", "AttachStderr": "bool", "AttachStdout": "bool",

@@ -45,6 +45,9 @@ def check_name(name: str) -> None:
             f'"{name}" includes invalid characters for a local volume name, only '
             '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
             "directory, use absolute path")
+    if len(name) > 255:  # the directory's name: the kernel's NAME_MAX
+        raise InvalidParameter("volume name is too long, names should be at most 255 "
+                               "characters")
 
 
 def check_options(opts: dict[str, str]) -> None:
