@@ -224,6 +224,9 @@ def test_auto_remove_needs_no_restart_policy():
     ({"CpusetCpus": "0-a"}, "Invalid value 0-a for cpuset cpus: invalid format: 0-a"),
     ({"CpusetCpus": "3-1"}, "Invalid value 3-1 for cpuset cpus"),
     ({"CpusetMems": "0,,1"}, "Invalid value 0,,1 for cpuset mems"),
+    ({"CpusetCpus": "999999999999999999999"}, "Requested CPUs are not available - requested "
+                                              "999999999999999999999, available: "),
+    ({"CpusetMems": "0-99999"}, "Requested memory nodes are not available"),
     ({"BlkioWeight": 5}, "Range of blkio weight is from 10 to 1000"),
     ({"OomScoreAdj": 1001}, "Invalid value 1001, range for oom score adj is [-1000, 1000]"),
     ({"ShmSize": -1}, "SHM size can not be less than 0"),

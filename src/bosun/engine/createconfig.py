@@ -286,7 +286,7 @@ def _resources(hc: dict) -> None:
     if (hc.get("CpuShares") or 0) < 0:
         raise InvalidParameter("shares: invalid argument")
     for key, what in (("CpusetCpus", "cpus"), ("CpusetMems", "mems")):
-        _check_uint_list(hc.get(key) or "", what)
+        _check_available(hc.get(key) or "", what)
     weight = hc.get("BlkioWeight") or 0
     if weight and not 10 <= weight <= 1000:
         raise InvalidParameter("Range of blkio weight is from 10 to 1000")
@@ -296,12 +296,38 @@ def _resources(hc: dict) -> None:
         hc["KernelMemory"] = 0  # ignored since API 1.42
 
 
-def _check_uint_list(val: str, what: str) -> None:
-    """Docker's ParseUintList syntax: 0-3,5,7-8."""
+def _uint_ranges(val: str) -> list[tuple[int, int]] | None:
+    """Docker's ParseUintList syntax (0-3,5,7-8) as ranges; None when malformed."""
+    out = []
     for part in val.split(",") if val else ():
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-            raise InvalidParameter(f"Invalid value {val} for cpuset {what}: invalid format: {val}")
+            return None
+        out.append((int(m.group(1)), int(m.group(2) or m.group(1))))
+    return out
+
+
+_ONLINE = {"cpus": ("CPUs", "/sys/devices/system/cpu/online"),
+           "mems": ("memory nodes", "/sys/devices/system/node/online")}
+
+
+def _check_available(val: str, what: str) -> None:
+    """The cpuset well-formed and on the host, as Docker checks it at create and update (else
+    the cgroup write fails at start or update, a 500)."""
+    wanted = _uint_ranges(val)
+    if wanted is None:
+        raise InvalidParameter(f"Invalid value {val} for cpuset {what}: invalid format: {val}")
+    noun, path = _ONLINE[what]
+    try:
+        with open(path) as f:
+            online = f.read().strip()
+    except OSError:
+        return  # not known here (no NUMA in the kernel): the cgroup will say
+    have = _uint_ranges(online) or []
+    for lo, hi in wanted:
+        if not any(a <= lo and hi <= b for a, b in have):
+            raise InvalidParameter(f"Requested {noun} are not available - requested {val}, "
+                                   f"available: {online}")
 
 
 def _ulimits(hc: dict) -> None:
