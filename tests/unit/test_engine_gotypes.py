@@ -54,6 +54,11 @@ def test_well_typed_bodies_pass_and_strslices_become_lists():
      "string into Go struct field CreateRequest.IPAM of type network.IPAM"),
     (G.NETWORK_CREATE, "CreateRequest", {"Name": "n", "Options": {"mtu": 1500}},
      "number 1500 into Go struct field CreateRequest.Options of type string"),
+    (G.NETWORK_CONNECT, "ConnectOptions", {"Container": "c", "EndpointConfig": {"IPAMConfig": 1}},
+     "number 1 into Go struct field ConnectOptions.EndpointConfig.IPAMConfig of type "
+     "network.EndpointIPAMConfig"),
+    (G.NETWORK_DISCONNECT, "DisconnectOptions", {"Container": "c", "Force": "x"},
+     "string into Go struct field DisconnectOptions.Force of type bool"),
     (G.VOLUME_CREATE, "CreateOptions", {"Name": 5},
      "number 5 into Go struct field CreateOptions.Name of type string"),
     (G.EXEC_START, "ExecStartCheck", {"Detach": "yes"},

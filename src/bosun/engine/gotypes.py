@@ -242,6 +242,12 @@ NETWORK_CREATE = Struct("network.CreateRequest", {
     "Options": _STR_MAP, "Labels": _STR_MAP,
 })
 
+NETWORK_CONNECT = Struct("network.ConnectOptions", {
+    "Container": "string", "EndpointConfig": ENDPOINT_SETTINGS})
+
+NETWORK_DISCONNECT = Struct("network.DisconnectOptions", {"Container": "string",
+                                                          "Force": "bool"})
+
 VOLUME_CREATE = Struct("volume.CreateOptions", {
     "Name": "string", "Driver": "string", "DriverOpts": _STR_MAP, "Labels": _STR_MAP,
 })
