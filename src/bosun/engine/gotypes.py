@@ -252,6 +252,10 @@ VOLUME_CREATE = Struct("volume.CreateOptions", {
     "Name": "string", "Driver": "string", "DriverOpts": _STR_MAP, "Labels": _STR_MAP,
 })
 
+AUTH_CONFIG = Struct("registry.AuthConfig", {
+    key: "string" for key in ("username", "password", "auth", "email", "serveraddress",
+                              "identitytoken", "registrytoken")})
+
 EXEC_CREATE = Struct("ExecConfig", {
     "User": "string", "Privileged": "bool", "Tty": "bool", "ConsoleSize": List("uint", "*[2]uint"),
     "AttachStdin": "bool", "AttachStderr": "bool", "AttachStdout": "bool",
