@@ -688,3 +688,28 @@ def test_bad_input_about_an_existing_container(daemon):
         if image["Id"] not in before["images"]:  # commits that were accepted
             api(daemon, "DELETE", f"/images/{image['Id']}?force=1")
     assert listing(daemon) == before
+
+
+def test_bad_headers_and_auth(daemon):
+    """Registry credentials arrive base64 JSON in headers, and /auth takes a body: garbage
+    there is the client's mistake. Every request fails before it would reach a registry
+    (this machine may have no network)."""
+    import base64
+
+    before = listing(daemon)
+    check = Checker(daemon)
+    auths = ["", "!!!", "e30", base64.b64encode(b"[]").decode(), base64.b64encode(b"5").decode(),
+             base64.b64encode(b'{"username": 5}').decode(), base64.b64encode(b"\xff").decode(),
+             base64.urlsafe_b64encode(b'{"auth": "!!!"}').decode(), "a" * 100000]
+    for auth in auths:
+        check("POST", "/images/nosuch-image/push", headers={"X-Registry-Auth": auth})
+        check("POST", "/images/create?fromSrc=-&repo=x", b"garbage",
+              headers={"X-Registry-Auth": auth})
+        check("POST", "/build", b"", headers={"X-Registry-Config": auth}, ok=(404,))
+    for body in [b"", b"[]", b"5", b"{", {"username": 5}, {"serveraddress": ["x"]},
+                 {"serveraddress": "::"}, {"serveraddress": "host:99999"},
+                 {"username": "u", "password": "p", "serveraddress": "http://[::1"},
+                 {"username": "u", "password": "p", "serveraddress": "\x00"}]:
+        check("POST", "/auth", body)
+    check.done()
+    assert listing(daemon) == before
