@@ -317,6 +317,55 @@ def test_create_with_random_bodies(daemon):
     assert listing(daemon) == before
 
 
+_STRINGS = ["", "/", "..", "../../etc", "/proc/self", "x" * 300, "\x00", "a=b", ":::", "-1",
+            "container:x", "host", "none", "private", "bridge", "1.2.3.4", "80/tcp", "0-999",
+            "SIGKILL", "caf\u00e9", "/dev/null", "rw,z", "on-failure", "json-file", "size=1k"]
+_INTS = [0, -1, 1, 5, 1000, 2 ** 31, 2 ** 63 - 1, -(2 ** 63)]
+
+
+def _typed_value(rng, schema, depth=0):
+    """A value of Go type `schema` (so it passes the type check), with hostile contents."""
+    from bosun.engine import gotypes as G
+
+    if rng.random() < 0.1:
+        return None
+    if isinstance(schema, G.Struct):
+        keys = rng.sample(sorted(schema.fields), min(len(schema.fields), rng.randint(0, 4)))
+        return {k: _typed_value(rng, schema.fields[k], depth + 1) for k in keys}
+    if isinstance(schema, G.List) or schema == G.STRSLICE:
+        elem = "string" if schema == G.STRSLICE else schema.elem
+        return [_typed_value(rng, elem, depth + 1) for _ in range(rng.randint(0, 3))]
+    if isinstance(schema, G.Map):
+        return {rng.choice(_STRINGS): _typed_value(rng, schema.elem, depth + 1)
+                for _ in range(rng.randint(0, 3))}
+    if schema == "string":
+        return rng.choice(_STRINGS)
+    if schema == "bool":
+        return rng.random() < 0.5
+    if schema.startswith("uint"):
+        return rng.choice([v for v in _INTS if 0 <= v < 2 ** 16])
+    return rng.choice(_INTS)
+
+
+def test_create_with_random_well_typed_bodies(daemon):
+    """Seeded: bodies of the right Go types (past the type check) with hostile values, so the
+    engine's own validation is what answers."""
+    from bosun.engine import gotypes as G
+
+    rng = random.Random(1127)
+    fields = {**G.CONFIG_FIELDS, "HostConfig": G.HOST_CONFIG}
+    before = listing(daemon)
+    check = Checker(daemon)
+    for _ in range(300):
+        body = base()
+        for name in rng.sample(sorted(fields), rng.randint(1, 3)):
+            if name != "Image":
+                body[name] = _typed_value(rng, fields[name])
+        created(check, daemon, body)
+    check.done()
+    assert listing(daemon) == before
+
+
 def _random_value(rng, depth=0):
     kind = rng.randrange(7 if depth < 2 else 4)
     if kind == 0:
