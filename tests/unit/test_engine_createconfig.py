@@ -236,6 +236,17 @@ def test_bad_resources(hc, fragment):
         cc.normalize_host_config(hc)
 
 
+@pytest.mark.parametrize("supported", [True, False])
+def test_block_io_weights_the_kernel_cannot_take_are_discarded(monkeypatch, supported):
+    monkeypatch.setattr(cc, "blkio_supported", lambda v1_file: supported)
+    weights = [{"Path": "/dev/null", "Weight": 200}]
+    hc = cc.normalize_host_config({"BlkioWeight": 300, "BlkioWeightDevice": weights})
+    assert (hc["BlkioWeight"], hc["BlkioWeightDevice"]) == (
+        (300, weights) if supported else (0, []))
+    with raises(InvalidParameter, "Range of blkio weight"):  # still checked first
+        cc.normalize_host_config({"BlkioWeight": 5})
+
+
 def test_resource_defaults_and_normalisation():
     hc = cc.normalize_host_config({"Memory": 64 << 20, "PidsLimit": 0, "MemorySwappiness": -1,
                                    "CpusetCpus": "0,1-1"})

@@ -39,6 +39,13 @@ def build(c: dict, **kw) -> dict:
     return oc.build_spec(c, **args)
 
 
+@pytest.fixture(autouse=True)
+def block_io_weights(monkeypatch):
+    """The host's I/O scheduler decides whether weights are kept (createconfig): here they
+    are, whatever this machine's is."""
+    monkeypatch.setattr(cc, "blkio_supported", lambda v1_file: True)
+
+
 @pytest.fixture
 def validate(tmp_path):
     """Write the spec as config.json in a bundle and load it with bosun-runtime's loader."""

@@ -290,10 +290,31 @@ def _resources(hc: dict) -> None:
     weight = hc.get("BlkioWeight") or 0
     if weight and not 10 <= weight <= 1000:
         raise InvalidParameter("Range of blkio weight is from 10 to 1000")
+    # Docker discards (with a warning) the weights a kernel cannot take: else the cgroup
+    # write fails at start or update, a 500
+    if weight and not blkio_supported("blkio.weight"):
+        hc["BlkioWeight"] = 0
+    if hc.get("BlkioWeightDevice") and not blkio_supported("blkio.weight_device"):
+        hc["BlkioWeightDevice"] = []
     if hc.get("PidsLimit") is not None and hc["PidsLimit"] <= 0:
         hc["PidsLimit"] = None  # 0 and -1 both mean unlimited
     if hc.get("KernelMemory"):
         hc["KernelMemory"] = 0  # ignored since API 1.42
+
+
+def blkio_supported(v1_file: str) -> bool:
+    """Docker's sysinfo: on cgroup v1 the blkio file (blkio.weight needs the CFQ or BFQ I/O
+    scheduler), on v2 the io controller."""
+    from bosun.runtime.cgroups import UNIFIED, hierarchies
+
+    try:
+        mounts = hierarchies()
+        if "blkio" in mounts:
+            return os.path.exists(os.path.join(mounts["blkio"], v1_file))
+        with open(os.path.join(mounts[UNIFIED], "cgroup.controllers")) as f:
+            return "io" in f.read().split()
+    except (OSError, KeyError):
+        return False
 
 
 def _uint_ranges(val: str) -> list[tuple[int, int]] | None:

@@ -55,6 +55,8 @@ def validate(changes: dict, policy: dict | None, current: dict) -> dict | None:
     if policy is not None:
         check["RestartPolicy"] = policy
     normalized = normalize_host_config(check, cgroups_v2=_cgroup_v2())
+    if "BlkioWeight" in changes and not normalized.get("BlkioWeight"):
+        del changes["BlkioWeight"]  # discarded: the kernel has no block I/O weights
     return normalized["RestartPolicy"] if policy is not None else None
 
 
