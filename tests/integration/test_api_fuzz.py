@@ -762,3 +762,50 @@ def test_bad_headers_and_auth(daemon):
         check("POST", "/auth", body)
     check.done()
     assert listing(daemon) == before
+
+
+def test_other_bodies_random_and_well_typed(daemon):
+    """Seeded, as above, for network, volume, exec and update bodies."""
+    from bosun.engine import gotypes as G
+
+    rng = random.Random(2711)
+    before = listing(daemon)
+    check = Checker(daemon)
+    cid = json.loads(api(daemon, "POST", "/containers/create",
+                         {"Image": "busybox", "Cmd": ["sleep", "60"]})[1])["Id"]
+    assert api(daemon, "POST", f"/containers/{cid}/start")[0] == 204
+    for _ in range(100):
+        body = _typed_value(rng, G.NETWORK_CREATE) or {}
+        body["Name"] = "fuzz-net"
+        status, out = check("POST", "/networks/create", body, ok=(403,))
+        if status == 201:
+            assert api(daemon, "DELETE", "/networks/fuzz-net")[0] == 204
+        body = _typed_value(rng, G.VOLUME_CREATE) or {}
+        status, out = check("POST", "/volumes/create", body)
+        if status == 201:
+            assert api(daemon, "DELETE", f"/volumes/{json.loads(out)['Name']}")[0] == 204
+        body = _typed_value(rng, G.UPDATE_CONFIG) or {}
+        check("POST", f"/containers/{cid}/update", body, ok=(200,))
+        body = _typed_value(rng, G.EXEC_CREATE) or {}
+        status, out = check("POST", f"/containers/{cid}/exec", body)
+        if status == 201 and not body.get("User"):  # Docker: no such user is a 500
+            check("POST", f"/exec/{json.loads(out)['Id']}/start", {"Detach": True})
+    check.done()
+    api(daemon, "DELETE", f"/containers/{cid}?force=1")
+    assert listing(daemon) == before
+
+
+def test_a_block_io_weight_starts_whatever_the_io_scheduler(daemon):
+    """Docker discards a weight the kernel cannot take (no CFQ/BFQ): create, start and update
+    succeed rather than fail on the cgroup write."""
+    status, out = api(daemon, "POST", "/containers/create",
+                      {"Image": "busybox", "Cmd": ["sleep", "60"],
+                       "HostConfig": {"BlkioWeight": 500}})
+    assert status == 201, out
+    cid = json.loads(out)["Id"]
+    try:
+        assert api(daemon, "POST", f"/containers/{cid}/start") == (204, b"")
+        status, out = api(daemon, "POST", f"/containers/{cid}/update", {"BlkioWeight": 600})
+        assert status == 200, out
+    finally:
+        api(daemon, "DELETE", f"/containers/{cid}?force=1")
