@@ -809,3 +809,13 @@ def test_a_block_io_weight_starts_whatever_the_io_scheduler(daemon):
         assert status == 200, out
     finally:
         api(daemon, "DELETE", f"/containers/{cid}?force=1")
+
+
+def test_a_relative_volume_is_refused_at_create(daemon):
+    """Not a container no start can mount (it was made, and start answered 500)."""
+    before = listing(daemon)
+    status, out = api(daemon, "POST", "/containers/create",
+                      {"Image": "busybox", "Cmd": ["true"], "Volumes": {"data": {}}})
+    assert (status, json.loads(out)) == (
+        400, {"message": "invalid mount path: 'data' mount path must be absolute"})
+    assert listing(daemon) == before

@@ -117,6 +117,9 @@ def test_merge_does_not_touch_its_inputs():
     ({"WorkingDir": "rel/dir"}, ("the working directory 'rel/dir' is invalid, it needs to be "
                                  "an absolute path")),
     ({"Env": ["=x"]}, "invalid environment variable: =x"),
+    ({"Volumes": {"/ok": {}, "data": {}}}, "invalid mount path: 'data' mount path must be "
+                                          "absolute"),
+    ({"Volumes": {"": {}}}, "invalid mount path: ''"),
     ({"StopSignal": "SIGBOGUS"}, "Invalid signal: SIGBOGUS"),
     ({"Healthcheck": {"Interval": 10}}, "Interval in Healthcheck cannot be less than 1ms"),
     ({"Healthcheck": {"Retries": -1}}, "Retries in Healthcheck cannot be negative"),

@@ -150,6 +150,10 @@ def _validate_config(config: dict) -> None:
     for e in config.get("Env") or ():
         if not isinstance(e, str) or not e.split("=", 1)[0]:
             raise InvalidParameter(f"invalid environment variable: {e}")
+    for dest in config.get("Volumes") or {}:
+        # else a container is made that no start can mount
+        if not dest.startswith("/") or "\0" in dest:
+            raise InvalidParameter(f"invalid mount path: '{dest}' mount path must be absolute")
     if config.get("StopSignal"):
         parse_signal(config["StopSignal"])
     hc = config.get("Healthcheck") or {}
