@@ -227,6 +227,12 @@ def test_auto_remove_needs_no_restart_policy():
     ({"CpusetCpus": "0-a"}, "Invalid value 0-a for cpuset cpus: invalid format: 0-a"),
     ({"CpusetCpus": "3-1"}, "Invalid value 3-1 for cpuset cpus"),
     ({"CpusetMems": "0,,1"}, "Invalid value 0,,1 for cpuset mems"),
+    ({"BlkioDeviceReadBps": [{"Rate": 1}]}, "invalid BlkioDeviceReadBps: bad format for "
+                                            "device path: "),
+    ({"BlkioWeightDevice": [{"Path": "..", "Weight": 10}]}, "bad format for device path: .."),
+    ({"MaskedPaths": ["proc/kcore"]}, "invalid MaskedPaths: 'proc/kcore' is not an absolute "
+                                     "path"),
+    ({"ReadonlyPaths": ["/x", ""]}, "invalid ReadonlyPaths: '' is not an absolute path"),
     ({"CpusetCpus": "999999999999999999999"}, "Requested CPUs are not available - requested "
                                               "999999999999999999999, available: "),
     ({"CpusetMems": "0-99999"}, "Requested memory nodes are not available"),

@@ -217,6 +217,10 @@ def normalize_host_config(hc: dict | None, cgroups_v2: bool = False,
     if out.get("OomKillDisable") is None:
         out["OomKillDisable"] = False
     if not out.get("Privileged"):
+        for key in ("MaskedPaths", "ReadonlyPaths"):
+            for p in out.get(key) or ():
+                if not p.startswith("/") or "\0" in p:  # else every start fails, a 500
+                    raise InvalidParameter(f"invalid {key}: '{p}' is not an absolute path")
         # An explicit [] (--security-opt systempaths=unconfined) is kept as it is.
         if out.get("MaskedPaths") is None:
             out["MaskedPaths"] = list(DEFAULT_MASKED_PATHS)
@@ -291,6 +295,12 @@ def _resources(hc: dict) -> None:
         raise InvalidParameter("shares: invalid argument")
     for key, what in (("CpusetCpus", "cpus"), ("CpusetMems", "mems")):
         _check_available(hc.get(key) or "", what)
+    for key in ("BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
+                "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps"):
+        for d in hc.get(key) or ():
+            path = d.get("Path") or ""
+            if not path.startswith("/dev/") or "\0" in path:  # the docker CLI's rule
+                raise InvalidParameter(f"invalid {key}: bad format for device path: {path}")
     weight = hc.get("BlkioWeight") or 0
     if weight and not 10 <= weight <= 1000:
         raise InvalidParameter("Range of blkio weight is from 10 to 1000")
