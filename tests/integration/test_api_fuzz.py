@@ -819,3 +819,27 @@ def test_a_relative_volume_is_refused_at_create(daemon):
     assert (status, json.loads(out)) == (
         400, {"message": "invalid mount path: 'data' mount path must be absolute"})
     assert listing(daemon) == before
+
+
+@pytest.mark.parametrize("body", [
+    {"Volumes": {"data": {}}},
+    {"HostConfig": {"MaskedPaths": ["proc/kcore"]}},
+    {"HostConfig": {"ReadonlyPaths": ["/ok", "rel"]}},
+    {"HostConfig": {"BlkioDeviceWriteIOps": [{}]}},
+    {"HostConfig": {"BlkioDeviceReadBps": [{"Path": "..", "Rate": 1000}]}},
+    {"HostConfig": {"BlkioDeviceReadBps": [{"Path": "/dev/null", "Rate": 1000}]}},
+    {"HostConfig": {"BlkioWeightDevice": [{"Path": None, "Weight": 100}]}},
+], ids=["relative-volume", "relative-masked-path", "relative-readonly-path",
+        "throttle-without-path", "throttle-outside-dev", "throttle-char-device",
+        "weight-device-null-path"])
+def test_what_no_start_can_do_is_refused_before_it(daemon, body):
+    """Refused at create, or at start with a 400: these used to be containers whose every
+    start failed with a 500 (a KeyError, the runtime's or the cgroup's refusal)."""
+    status, out = api(daemon, "POST", "/containers/create?name=fuzz-start",
+                      {"Image": "busybox", "Cmd": ["true"], **body})
+    if status == 201:
+        try:
+            status, out = api(daemon, "POST", "/containers/fuzz-start/start")
+        finally:
+            api(daemon, "DELETE", "/containers/fuzz-start?force=1")
+    assert status == 400 and problem(status, out) is None, (status, out)
