@@ -302,6 +302,9 @@ def test_json_bodies(serve):
         assert r.json() == {"message": "unexpected content after JSON"}
         r = c.post("/json", content=b'"\xff"')
         assert r.status_code == 400 and r.json()["message"].startswith("invalid JSON: ")
+        r = c.post("/json", content=b"[" * 100000)  # deeper than the parser's stack
+        assert r.status_code == 400
+        assert r.json() == {"message": "invalid JSON: exceeded max depth"}
 
 
 def test_chunked_request_bodies(serve):

@@ -59,6 +59,13 @@ def test_registry_host():
     assert ops.registry_host("") == "docker.io"
     assert ops.registry_host("http://LocalHost:5000/v2/") == "localhost:5000"
     assert ops.registry_host("127.0.0.1:5000") == "127.0.0.1:5000"
+    assert ops.registry_host("[::1]:5000") == "[::1]:5000"
+
+
+@pytest.mark.parametrize("address", ["::", "http://[::1", "\0", "host:99999", "a b"])
+def test_registry_host_refuses_what_is_no_host(address):
+    with pytest.raises(errors.InvalidParameter, match="invalid registry address"):
+        ops.registry_host(address)
 
 
 # -- progress messages ------------------------------------------------------------------------

@@ -142,6 +142,11 @@ def test_docker_abs_path(path, abs_path, base, follow):
     assert (got, A.go_base(got), A.follows_last(got)) == (abs_path, base, follow)
 
 
+def test_a_path_with_a_nul_byte_is_invalid():
+    with pytest.raises(InvalidParameter, match="NUL"):
+        A.docker_abs_path("/etc\0/passwd")
+
+
 def test_container_mounts_from_inspect_and_etc_files():
     doc = {"Mounts": [{"Type": "bind", "Source": "/h/a", "Destination": "/a", "RW": False},
                       {"Type": "volume", "Name": "v", "Source": "", "Destination": "/v"},

@@ -117,6 +117,9 @@ def test_merge_does_not_touch_its_inputs():
     ({"WorkingDir": "rel/dir"}, ("the working directory 'rel/dir' is invalid, it needs to be "
                                  "an absolute path")),
     ({"Env": ["=x"]}, "invalid environment variable: =x"),
+    ({"Volumes": {"/ok": {}, "data": {}}}, "invalid mount path: 'data' mount path must be "
+                                          "absolute"),
+    ({"Volumes": {"": {}}}, "invalid mount path: ''"),
     ({"StopSignal": "SIGBOGUS"}, "Invalid signal: SIGBOGUS"),
     ({"Healthcheck": {"Interval": 10}}, "Interval in Healthcheck cannot be less than 1ms"),
     ({"Healthcheck": {"Retries": -1}}, "Retries in Healthcheck cannot be negative"),
@@ -224,6 +227,15 @@ def test_auto_remove_needs_no_restart_policy():
     ({"CpusetCpus": "0-a"}, "Invalid value 0-a for cpuset cpus: invalid format: 0-a"),
     ({"CpusetCpus": "3-1"}, "Invalid value 3-1 for cpuset cpus"),
     ({"CpusetMems": "0,,1"}, "Invalid value 0,,1 for cpuset mems"),
+    ({"BlkioDeviceReadBps": [{"Rate": 1}]}, "invalid BlkioDeviceReadBps: bad format for "
+                                            "device path: "),
+    ({"BlkioWeightDevice": [{"Path": "..", "Weight": 10}]}, "bad format for device path: .."),
+    ({"MaskedPaths": ["proc/kcore"]}, "invalid MaskedPaths: 'proc/kcore' is not an absolute "
+                                     "path"),
+    ({"ReadonlyPaths": ["/x", ""]}, "invalid ReadonlyPaths: '' is not an absolute path"),
+    ({"CpusetCpus": "999999999999999999999"}, "Requested CPUs are not available - requested "
+                                              "999999999999999999999, available: "),
+    ({"CpusetMems": "0-99999"}, "Requested memory nodes are not available"),
     ({"BlkioWeight": 5}, "Range of blkio weight is from 10 to 1000"),
     ({"OomScoreAdj": 1001}, "Invalid value 1001, range for oom score adj is [-1000, 1000]"),
     ({"ShmSize": -1}, "SHM size can not be less than 0"),
@@ -231,6 +243,17 @@ def test_auto_remove_needs_no_restart_policy():
 def test_bad_resources(hc, fragment):
     with raises(InvalidParameter, fragment):
         cc.normalize_host_config(hc)
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_block_io_weights_the_kernel_cannot_take_are_discarded(monkeypatch, supported):
+    monkeypatch.setattr(cc, "blkio_supported", lambda v1_file: supported)
+    weights = [{"Path": "/dev/null", "Weight": 200}]
+    hc = cc.normalize_host_config({"BlkioWeight": 300, "BlkioWeightDevice": weights})
+    assert (hc["BlkioWeight"], hc["BlkioWeightDevice"]) == (
+        (300, weights) if supported else (0, []))
+    with raises(InvalidParameter, "Range of blkio weight"):  # still checked first
+        cc.normalize_host_config({"BlkioWeight": 5})
 
 
 def test_resource_defaults_and_normalisation():

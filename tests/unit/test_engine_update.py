@@ -187,3 +187,12 @@ def test_removed_container_cannot_be_updated():
     c.removed = True
     with pytest.raises(Conflict, match='marked for removal and cannot be "update"'):
         U.update(FakeEngine(), c, {"CpuShares": 512})
+
+
+def test_a_block_io_weight_the_kernel_cannot_take_is_no_change(monkeypatch):
+    from bosun.engine import createconfig
+
+    monkeypatch.setattr(createconfig, "blkio_supported", lambda v1_file: False)
+    changes, policy = U.parse_update({"BlkioWeight": 500, "CpuShares": 512})
+    U.validate(changes, policy, hc())
+    assert changes == {"CpuShares": 512}  # not a cgroup write that fails (a 500)

@@ -187,7 +187,8 @@ def test_parse_filters_both_forms():
     assert parse_filters("") == {} and parse_filters(None) == {}
 
 
-@pytest.mark.parametrize("raw", ["{", "[1]", '{"a": "b"}', '{"a": [1]}', '{"a": {"b": "yes"}}'])
+@pytest.mark.parametrize("raw", ["{", "[1]", '{"a": "b"}', '{"a": [1]}', '{"a": {"b": "yes"}}',
+                                 "[" * 100000])
 def test_parse_filters_invalid(raw):
     with pytest.raises(InvalidParameter, match="^invalid filter$"):
         parse_filters(raw)

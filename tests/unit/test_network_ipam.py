@@ -162,6 +162,8 @@ def test_lookup_and_remove(store):
     assert store.network(net.id[:6]) == net == store.network("n") == store.network(net.id)
     with pytest.raises(NotFound):
         store.network("nope")
+    with pytest.raises(NotFound):  # hex, but longer than an ID: no LIKE pattern that long
+        store.network("a" * 70000)
     ep = alloc(store, "n", "c1")
     with pytest.raises(Conflict, match="active endpoints"):
         store.remove_network("n")

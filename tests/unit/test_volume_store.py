@@ -47,6 +47,7 @@ def vols(tmp_path):
     ("a/b", "includes invalid characters"),
     ("-ab", "includes invalid characters"),
     (".hidden", "includes invalid characters"),
+    ("a" * 256, "volume name is too long"),  # not a 500 from ENAMETOOLONG
 ])
 def test_bad_names(vols, name, msg):
     with pytest.raises(InvalidParameter, match=msg) as e:

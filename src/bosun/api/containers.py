@@ -250,12 +250,14 @@ def register(router, engine) -> None:
         return Response(201, {"Id": engine.exec_create(req.path_params["id"], body)})
 
     def exec_start(req):
+        from bosun.engine import gotypes
         from bosun.engine.containers.exec import check_startable
 
         exec_id = req.path_params["id"]
         body = req.json() or {}
         if not isinstance(body, dict):
             raise InvalidParameter("exec start config must be a JSON object")
+        body = gotypes.check(body, gotypes.EXEC_START, "ExecStartCheck")
         e, _ = check_startable(engine, exec_id)  # 404/409 before the hijack
         if body.get("Detach"):
             engine.exec_start(exec_id, None, detach=True)

@@ -291,6 +291,8 @@ class Request:
             raise BadRequest(f"invalid JSON: {e}") from None
         except ValueError as e:  # not UTF-8
             raise BadRequest(f"invalid JSON: {e}") from None
+        except RecursionError:  # nested deeper than the parser's stack
+            raise BadRequest("invalid JSON: exceeded max depth") from None
 
     # query
 
@@ -323,7 +325,7 @@ class Request:
             return default
         try:
             return json.loads(value)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             what = "filter" if name == "filters" else f"{name} parameter"
             raise BadRequest(f"invalid {what}: {e}") from None
 

@@ -419,11 +419,13 @@ def register(router, engine) -> None:
         return Response(201, {"Id": image_id})
 
     def auth(req):
+        from bosun.engine import gotypes
+
         body = req.json()
         if not isinstance(body, dict):
             raise InvalidParameter("invalid JSON: the body must be an AuthConfig object")
-        server = body.get("serveraddress") if isinstance(body.get("serveraddress"), str) \
-            else ""
+        body = gotypes.check(body, gotypes.AUTH_CONFIG, "AuthConfig")
+        server = body.get("serveraddress") or ""
         return Response(200, ops.login(engine, credentials_from(body), server))
 
     def build(req):

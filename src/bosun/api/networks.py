@@ -6,9 +6,11 @@ from bosun.api.http import Response
 from bosun.engine.errors import InvalidParameter
 
 
-def _container_body(req) -> dict:
-    """A connect/disconnect body, which must name the container."""
-    body = _body(req)
+def _container_body(req, schema) -> dict:
+    """A connect/disconnect body, of Docker's types, which must name the container."""
+    from bosun.engine import gotypes
+
+    body = gotypes.check(_body(req), schema, schema.go.partition(".")[2])
     if not body.get("Container"):
         raise InvalidParameter("no container specified")
     return body
@@ -24,6 +26,7 @@ def _body(req) -> dict:
 
 
 def register(router, engine) -> None:
+    from bosun.engine import gotypes
     from bosun.engine.views import parse_filters
 
     def list_(req):
@@ -40,13 +43,13 @@ def register(router, engine) -> None:
         return Response(204)
 
     def connect(req):
-        body = _container_body(req)
+        body = _container_body(req, gotypes.NETWORK_CONNECT)
         engine.connect_network(req.path_params["id"], body["Container"],
                                body.get("EndpointConfig"))
         return Response(200)
 
     def disconnect(req):
-        body = _container_body(req)
+        body = _container_body(req, gotypes.NETWORK_DISCONNECT)
         engine.disconnect_network(req.path_params["id"], body["Container"],
                                   bool(body.get("Force")))
         return Response(200)

@@ -150,6 +150,10 @@ def _validate_config(config: dict) -> None:
     for e in config.get("Env") or ():
         if not isinstance(e, str) or not e.split("=", 1)[0]:
             raise InvalidParameter(f"invalid environment variable: {e}")
+    for dest in config.get("Volumes") or {}:
+        # else a container is made that no start can mount
+        if not dest.startswith("/") or "\0" in dest:
+            raise InvalidParameter(f"invalid mount path: '{dest}' mount path must be absolute")
     if config.get("StopSignal"):
         parse_signal(config["StopSignal"])
     hc = config.get("Healthcheck") or {}
@@ -213,6 +217,10 @@ def normalize_host_config(hc: dict | None, cgroups_v2: bool = False,
     if out.get("OomKillDisable") is None:
         out["OomKillDisable"] = False
     if not out.get("Privileged"):
+        for key in ("MaskedPaths", "ReadonlyPaths"):
+            for p in out.get(key) or ():
+                if not p.startswith("/") or "\0" in p:  # else every start fails, a 500
+                    raise InvalidParameter(f"invalid {key}: '{p}' is not an absolute path")
         # An explicit [] (--security-opt systempaths=unconfined) is kept as it is.
         if out.get("MaskedPaths") is None:
             out["MaskedPaths"] = list(DEFAULT_MASKED_PATHS)
@@ -286,22 +294,75 @@ def _resources(hc: dict) -> None:
     if (hc.get("CpuShares") or 0) < 0:
         raise InvalidParameter("shares: invalid argument")
     for key, what in (("CpusetCpus", "cpus"), ("CpusetMems", "mems")):
-        _check_uint_list(hc.get(key) or "", what)
+        _check_available(hc.get(key) or "", what)
+    for key in ("BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
+                "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps"):
+        for d in hc.get(key) or ():
+            path = d.get("Path") or ""
+            if not path.startswith("/dev/") or "\0" in path:  # the docker CLI's rule
+                raise InvalidParameter(f"invalid {key}: bad format for device path: {path}")
     weight = hc.get("BlkioWeight") or 0
     if weight and not 10 <= weight <= 1000:
         raise InvalidParameter("Range of blkio weight is from 10 to 1000")
+    # Docker discards (with a warning) the weights a kernel cannot take: else the cgroup
+    # write fails at start or update, a 500
+    if weight and not blkio_supported("blkio.weight"):
+        hc["BlkioWeight"] = 0
+    if hc.get("BlkioWeightDevice") and not blkio_supported("blkio.weight_device"):
+        hc["BlkioWeightDevice"] = []
     if hc.get("PidsLimit") is not None and hc["PidsLimit"] <= 0:
         hc["PidsLimit"] = None  # 0 and -1 both mean unlimited
     if hc.get("KernelMemory"):
         hc["KernelMemory"] = 0  # ignored since API 1.42
 
 
-def _check_uint_list(val: str, what: str) -> None:
-    """Docker's ParseUintList syntax: 0-3,5,7-8."""
+def blkio_supported(v1_file: str) -> bool:
+    """Docker's sysinfo: on cgroup v1 the blkio file (blkio.weight needs the CFQ or BFQ I/O
+    scheduler), on v2 the io controller."""
+    from bosun.runtime.cgroups import UNIFIED, hierarchies
+
+    try:
+        mounts = hierarchies()
+        if "blkio" in mounts:
+            return os.path.exists(os.path.join(mounts["blkio"], v1_file))
+        with open(os.path.join(mounts[UNIFIED], "cgroup.controllers")) as f:
+            return "io" in f.read().split()
+    except (OSError, KeyError):
+        return False
+
+
+def _uint_ranges(val: str) -> list[tuple[int, int]] | None:
+    """Docker's ParseUintList syntax (0-3,5,7-8) as ranges; None when malformed."""
+    out = []
     for part in val.split(",") if val else ():
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-            raise InvalidParameter(f"Invalid value {val} for cpuset {what}: invalid format: {val}")
+            return None
+        out.append((int(m.group(1)), int(m.group(2) or m.group(1))))
+    return out
+
+
+_ONLINE = {"cpus": ("CPUs", "/sys/devices/system/cpu/online"),
+           "mems": ("memory nodes", "/sys/devices/system/node/online")}
+
+
+def _check_available(val: str, what: str) -> None:
+    """The cpuset well-formed and on the host, as Docker checks it at create and update (else
+    the cgroup write fails at start or update, a 500)."""
+    wanted = _uint_ranges(val)
+    if wanted is None:
+        raise InvalidParameter(f"Invalid value {val} for cpuset {what}: invalid format: {val}")
+    noun, path = _ONLINE[what]
+    try:
+        with open(path) as f:
+            online = f.read().strip()
+    except OSError:
+        return  # not known here (no NUMA in the kernel): the cgroup will say
+    have = _uint_ranges(online) or []
+    for lo, hi in wanted:
+        if not any(a <= lo and hi <= b for a, b in have):
+            raise InvalidParameter(f"Requested {noun} are not available - requested {val}, "
+                                   f"available: {online}")
 
 
 def _ulimits(hc: dict) -> None:

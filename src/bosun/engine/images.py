@@ -138,6 +138,8 @@ def registry_host(server_address: str | None) -> str:
     host = text.split("/", 1)[0].lower()
     if host in ("", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"):
         return R.DEFAULT_DOMAIN
+    if not R.is_valid_domain(host):  # else the URL parser's ValueError is a 500
+        raise InvalidParameter(f"invalid registry address {server_address!r}")
     return host
 
 

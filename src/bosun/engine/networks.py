@@ -128,8 +128,11 @@ def list_networks(engine, filters: dict[str, list[str]]) -> list[dict]:
 
 
 def create(engine, body: dict) -> dict:
+    from bosun.engine import gotypes
+
     if not isinstance(body, dict):
         raise InvalidParameter("invalid JSON: the body must be an object")
+    body = gotypes.check(body, gotypes.NETWORK_CREATE, "CreateRequest")
     name = body.get("Name")
     if not name or not isinstance(name, str):
         raise InvalidParameter("network name is empty" if not name else "invalid Name")

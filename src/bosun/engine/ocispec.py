@@ -454,6 +454,8 @@ def _rdev(path: str) -> tuple[int, int]:
         st = os.stat(path)
     except OSError as e:
         raise InvalidParameter(f"stat {path}: {os.strerror(e.errno).lower()}") from None
+    if not stat.S_ISBLK(st.st_mode):  # else a 0:0 rule the cgroup refuses (a 500)
+        raise InvalidParameter(f"{path} is not a block device")
     return os.major(st.st_rdev), os.minor(st.st_rdev)
 
 

@@ -256,7 +256,7 @@ def parse_filters(raw: str | None) -> dict[str, list[str]]:
         return {}
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's stack
         raise InvalidParameter("invalid filter") from None
     if not isinstance(data, dict):
         raise InvalidParameter("invalid filter")

@@ -48,11 +48,11 @@ def _emit(engine, action: str, name: str, **attrs: str) -> None:
 # -- the /volumes verbs ------------------------------------------------------------------------
 
 def create(engine, body: dict) -> dict:
+    from bosun.engine import gotypes
+
     if not isinstance(body, dict):
         raise InvalidParameter("invalid JSON: the body must be an object")
-    for key in ("DriverOpts", "Labels"):
-        if body.get(key) is not None and not isinstance(body[key], dict):
-            raise InvalidParameter(f"invalid {key}: must be an object")
+    body = gotypes.check(body, gotypes.VOLUME_CREATE, "CreateOptions")
     v, made = _call(engine.volumes.create, body.get("Name") or None,
                     driver=body.get("Driver") or None, options=body.get("DriverOpts"),
                     labels=body.get("Labels"))

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import BinaryIO
 
+from bosun import fstree
 from bosun import kernel as K
 
 log = logging.getLogger("bosun.image.layer")
@@ -349,7 +350,7 @@ def _remove(dir_fd: int, name: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(name, dir_fd=dir_fd)  # fd-based walk: immune to symlinks inside
+        fstree.rmtree(name, dir_fd=dir_fd)  # fd-based walk: immune to symlinks, any depth
     else:
         os.unlink(name, dir_fd=dir_fd)
 

@@ -95,6 +95,15 @@ def is_valid_tag(tag: str) -> bool:
     return isinstance(tag, str) and _TAG.fullmatch(tag) is not None
 
 
+def is_valid_domain(domain: str) -> bool:
+    """A registry host as a reference names it: host[:port] or [ipv6][:port], port ≤ 65535."""
+    if not isinstance(domain, str) or _DOMAIN.fullmatch(domain) is None:
+        return False
+    port = domain.rpartition("]")[2].partition(":")[2] if domain.startswith("[") \
+        else domain.partition(":")[2]
+    return not port or int(port) <= 65535
+
+
 @dataclass(frozen=True, slots=True)
 class Reference:
     """A reference: always a domain and a path; tag and digest may both be set

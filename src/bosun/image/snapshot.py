@@ -38,6 +38,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from bosun import fstree
 from bosun import kernel as K
 from bosun.image.diff import is_whiteout, write_diff
 from bosun.image.layer import OVERLAY_OPAQUE_XATTR, LayerError, LayerStats, apply_layer
@@ -79,7 +80,7 @@ def _check_key(key: str) -> str:
 
 def _rmtree(path: str) -> None:
     try:
-        shutil.rmtree(path)
+        fstree.rmtree(path)  # layers and upper dirs may be any depth
     except FileNotFoundError:
         pass
 
@@ -92,7 +93,7 @@ def _remove_aside(path: str, parent: str) -> None:
         os.rename(path, trash)
     except FileNotFoundError:
         return
-    shutil.rmtree(trash)
+    fstree.rmtree(trash)
 
 
 def _read(path: str) -> str | None:

@@ -397,7 +397,8 @@ class NetworkStore:
             row = c.execute(f"SELECT {_NET_COLS} FROM networks n WHERE {sql}", (ref,)).fetchone()
             if row:
                 return _network(row)
-        if ref and all(ch in "0123456789abcdef" for ch in ref):
+        # an ID prefix is at most an ID long (a longer pattern is too complex for LIKE)
+        if 0 < len(ref) <= 64 and all(ch in "0123456789abcdef" for ch in ref):
             rows = c.execute(f"SELECT {_NET_COLS} FROM networks n WHERE n.id LIKE ?",
                              (ref + "%",)).fetchall()
             if len(rows) == 1:

@@ -20,6 +20,7 @@ import threading
 import time
 from datetime import datetime
 
+from bosun import fstree
 from bosun import kernel as K
 from bosun.filters import labels_match, matches
 from bosun.volume.errors import Conflict, InvalidParameter, NotFound, VolumeError, op_error
@@ -44,6 +45,9 @@ def check_name(name: str) -> None:
             f'"{name}" includes invalid characters for a local volume name, only '
             '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
             "directory, use absolute path")
+    if len(name) > 255:  # the directory's name: the kernel's NAME_MAX
+        raise InvalidParameter("volume name is too long, names should be at most 255 "
+                               "characters")
 
 
 def check_options(opts: dict[str, str]) -> None:
@@ -253,7 +257,7 @@ class Volumes:
             self.k.umount2(mnt, K.MNT_DETACH)
         if any(m.startswith(vdir + "/") for m in self._mount_points()):
             raise OSError(f"{vdir} is still mounted")
-        shutil.rmtree(vdir)
+        fstree.rmtree(vdir)  # a container may have made it any depth
 
     def prune(self, filters: dict | None = None) -> dict:
         """Unused volumes: the anonymous ones, or all with the `all` filter (Docker 23+)."""

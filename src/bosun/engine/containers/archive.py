@@ -92,6 +92,8 @@ def docker_abs_path(path: str) -> str:
     """The request's path as Docker takes it: filepath.Join("/", path) -- cleaned, `..`
     resolved lexically -- with a trailing "/" or "/." of the original kept
     (PreserveTrailingDotOrSeparator): they ask for what a directory symlink points to."""
+    if "\0" in path:  # no file has one; os calls would raise ValueError (a 500)
+        raise InvalidParameter(f"invalid path {path!r}: it contains a NUL byte")
     cleaned = posixpath.normpath("/" + path)
     if cleaned.startswith("//"):
         cleaned = "/" + cleaned.lstrip("/")
@@ -386,6 +388,8 @@ def _stat(fs: ContainerFS, path: str, ref: str) -> tuple[dict, list[str]]:
         # Not a 404: the CLI would take the path for a new name and write over the file.
         raise InvalidParameter(f"lstat {abs_path}: not a directory") from None
     except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:  # the request's fault, not the daemon's
+            raise InvalidParameter(f"lstat {abs_path}: {e.strerror}") from None
         raise SystemErr(f"lstat {abs_path}: {e.strerror}") from None
     target = ""
     if st_.S_ISLNK(st.st_mode):
@@ -732,6 +736,10 @@ def put_archive(engine, c, path: str, stream: Iterable[bytes], *,
             raise _not_found(path, ref) from None
         except NotADirectoryError:
             st = None
+        except OSError as e:
+            if e.errno != errno.ENAMETOOLONG:
+                raise
+            raise InvalidParameter(f"{path}: {e.strerror}") from None
         if st is None or not st_.S_ISDIR(st.st_mode):
             raise InvalidParameter("extraction point is not a directory")
         m = fs.mount_of(parts)

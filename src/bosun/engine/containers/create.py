@@ -33,10 +33,12 @@ def image_error(e: Exception) -> Exception:
 
 
 def create(engine, body: dict, name: str | None, platform: str | None = None) -> dict:
+    from bosun.engine import gotypes
     from bosun.engine.createconfig import merge_image_config, normalize_host_config
 
     if not isinstance(body, dict):
         raise InvalidParameter("Config cannot be empty in order to create a container")
+    body = gotypes.check(body, gotypes.CONTAINER_CREATE, "ContainerConfigWrapper")
     image = body.get("Image")
     if not image or not isinstance(image, str):
         raise InvalidParameter("No image specified" if not image else "invalid Image")

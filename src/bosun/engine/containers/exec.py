@@ -25,12 +25,13 @@ def _get(engine, exec_id: str) -> dict:
 
 
 def create(engine, c, body: dict) -> str:
+    from bosun.engine import gotypes
+
     if not isinstance(body, dict):
         raise InvalidParameter("exec config must be a JSON object")
+    body = gotypes.check(body, gotypes.EXEC_CREATE, "ExecConfig")
     cmd = body.get("Cmd")
-    if isinstance(cmd, str):
-        cmd = [cmd]
-    if not cmd or not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd):
+    if not cmd:
         raise InvalidParameter("No exec command specified")
     with c.lock:
         if c.status == PAUSED:

@@ -19,6 +19,8 @@ def top(engine, c, ps_args: str | None = None) -> dict:
     except RuntimeErr as e:
         raise Conflict(f"Container {c.id} is not running: {e}") from None
     args = (ps_args or "-ef").split()
+    if any("\0" in a for a in args):  # exec would raise ValueError: a 500
+        raise InvalidParameter("Error running ps: an argument contains a NUL byte")
     try:
         out = subprocess.run(["ps", *args], capture_output=True, text=True, timeout=30)
     except OSError as e:

@@ -27,31 +27,17 @@ STR_KEYS = ("CpusetCpus", "CpusetMems")
 def parse_update(body: dict) -> tuple[dict, dict | None]:
     """The request body → (resource changes, restart policy or None). Zero and empty values
     mean "unchanged" and are dropped (PidsLimit excepted: 0 or less means unlimited)."""
+    from bosun.engine import gotypes
+
     if not isinstance(body, dict):
         raise InvalidParameter("invalid JSON: the body must be an object")
+    body = gotypes.check(body, gotypes.UPDATE_CONFIG, "UpdateConfig")
     changes: dict = {}
-    for key in INT_KEYS:
+    for key in (*INT_KEYS, *STR_KEYS):
         value = body.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidParameter(f"json: cannot unmarshal {type(value).__name__} into Go "
-                                   f"struct field UpdateConfig.{key} of type int64")
-        if value != 0 or key == "PidsLimit":
-            changes[key] = value
-    for key in STR_KEYS:
-        value = body.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise InvalidParameter(f"json: cannot unmarshal {type(value).__name__} into Go "
-                                   f"struct field UpdateConfig.{key} of type string")
-        if value:
+        if value is not None and (value or key == "PidsLimit"):
             changes[key] = value
     policy = body.get("RestartPolicy")
-    if policy is not None and not isinstance(policy, dict):
-        raise InvalidParameter("json: cannot unmarshal into Go struct field "
-                               "UpdateConfig.RestartPolicy of type container.RestartPolicy")
     if not policy or not policy.get("Name"):
         policy = None
     return changes, policy
@@ -69,6 +55,8 @@ def validate(changes: dict, policy: dict | None, current: dict) -> dict | None:
     if policy is not None:
         check["RestartPolicy"] = policy
     normalized = normalize_host_config(check, cgroups_v2=_cgroup_v2())
+    if "BlkioWeight" in changes and not normalized.get("BlkioWeight"):
+        del changes["BlkioWeight"]  # discarded: the kernel has no block I/O weights
     return normalized["RestartPolicy"] if policy is not None else None
 
 
