@@ -65,6 +65,8 @@ def test_well_typed_bodies_pass_and_strslices_become_lists():
      "string into Go struct field ExecStartCheck.Detach of type bool"),
     (G.UPDATE_CONFIG, "UpdateConfig", {"CpuShares": 2 ** 64},
      "number 18446744073709551616 into Go struct field UpdateConfig.CpuShares of type int64"),
+    (G.VOLUME_CREATE, "CreateOptions", [],  # the body itself: Go names only the type
+     "json: cannot unmarshal array into Go value of type volume.CreateOptions"),
 ])
 def test_other_bodies(schema, struct, body, message):
     with pytest.raises(InvalidParameter) as e:

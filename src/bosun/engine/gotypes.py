@@ -75,9 +75,9 @@ def check(value: Any, schema: Any, struct: str, path: str = "") -> Any:
         return value
 
     def misfit() -> InvalidParameter:
-        where = f"Go struct field {struct}.{path}" if path else f"Go value of type {struct}"
-        return InvalidParameter(f"json: cannot unmarshal {_json_kind(value)} into {where} of "
-                                f"type {_go_name(schema)}")
+        where = f"Go struct field {struct}.{path} of type" if path else "Go value of type"
+        return InvalidParameter(f"json: cannot unmarshal {_json_kind(value)} into {where} "
+                                f"{_go_name(schema)}")
 
     if isinstance(schema, Struct):
         if not isinstance(value, dict):
