@@ -545,10 +545,17 @@ def test_pull_interrupted_by_an_exception(store, busybox):
     [ingest] = store.content.ingests()
     assert 0 < ingest.offset < len(busybox.image.layers[0])
     assert store.images() == [] and store.fsck() == []
-    # what a pull killed while committing a layer leaves: a half-made layer directory and
-    # the short link made just before the rename
+    # what a pull killed while committing a layer leaves: a half-made layer directory (as
+    # deep as a layer may make it, past shutil.rmtree's recursion) and the short link made
+    # just before the rename
     home = Path(store.snapshots.home)
     (home / ".tmp-0123abcd").mkdir()
+    fd = os.open(home / ".tmp-0123abcd", os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(2000):
+        os.mkdir("d", dir_fd=fd)
+        fd, parent = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(fd)
     os.symlink("../0123abcd/diff", home / "l" / "AAAAAAAAAAAAAAAA")
     assert sorted(p.kind for p in store.fsck()) == ["stale-link", "stale-snapshot"]
     assert store.pull(busybox.ref) == busybox.image.image_id

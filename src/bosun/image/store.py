@@ -40,13 +40,13 @@ import json
 import logging
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
+from bosun import fstree
 from bosun.image import manifest as M
 from bosun.image import reference as R
 from bosun.image.content import (ContentError, ContentStore, DigestMismatch, Problem,
@@ -903,7 +903,7 @@ class ImageStore:
         """Remove what a process killed while preparing, committing or removing a layer
         left in the snapshotter. Under store.lock, where no layer is being worked on."""
         for path in self._leftovers():
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_tree(path)
         for path in self._stale_links():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -969,7 +969,7 @@ class ImageStore:
                                             repair))
             for path in self._leftovers():
                 if repair:
-                    shutil.rmtree(path, ignore_errors=True)
+                    _remove_tree(path)
                 problems.append(Problem("stale-snapshot", path,
                                         "left by an interrupted operation", repair))
             for path in self._stale_links():
@@ -1157,6 +1157,14 @@ class ImageStore:
             digest = w.commit()
         media_type = M.DOCKER_LAYER_GZIP if docker else M.OCI_LAYER_GZIP
         return M.Descriptor(media_type, digest, size)
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a partial layer left by an interrupted unpack or removal: as deep as the layer
+    was (fstree, not shutil's recursion). What can't go now stays for the next sweep, and
+    fsck reports it."""
+    with contextlib.suppress(OSError):
+        fstree.rmtree(path)
 
 
 def _listdir(path: str) -> list[str]:
