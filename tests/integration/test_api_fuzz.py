@@ -272,30 +272,28 @@ def base():
     return {"Image": "busybox", "Cmd": ["true"]}
 
 
-def test_create_with_wrong_types_in_every_field(daemon):
+def _create_each(daemon, config: dict[str, list], host_config: dict[str, list]) -> None:
+    """A create per field and value (Config's fields at the top, HostConfig's inside it):
+    each answered as Docker would, and none leaves anything behind."""
     before = listing(daemon)
     check = Checker(daemon)
-    for name in CONFIG_FIELDS:
-        for value in BAD_VALUES:
+    for name, values in config.items():
+        for value in values:
             created(check, daemon, {**base(), name: value})
-    for name in HOST_CONFIG_FIELDS:
-        for value in BAD_VALUES:
+    for name, values in host_config.items():
+        for value in values:
             created(check, daemon, {**base(), "HostConfig": {name: value}})
     check.done()
     assert listing(daemon) == before
+
+
+def test_create_with_wrong_types_in_every_field(daemon):
+    _create_each(daemon, dict.fromkeys(CONFIG_FIELDS, BAD_VALUES),
+                 dict.fromkeys(HOST_CONFIG_FIELDS, BAD_VALUES))
 
 
 def test_create_with_wrong_insides(daemon):
-    before = listing(daemon)
-    check = Checker(daemon)
-    for name, values in NESTED.items():
-        for value in values:
-            created(check, daemon, {**base(), name: value})
-    for name, values in HOST_NESTED.items():
-        for value in values:
-            created(check, daemon, {**base(), "HostConfig": {name: value}})
-    check.done()
-    assert listing(daemon) == before
+    _create_each(daemon, NESTED, HOST_NESTED)
 
 
 def test_create_with_random_bodies(daemon):
